@@ -1,0 +1,225 @@
+"""The :class:`Volume` type: an n-dimensional array plus what puts it back where it came from."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voxfield.errors import DataError
+
+#: Axis letters voxfield understands. Z, Y, X are spatial; T is time; C (channel) and
+#: S (samples of one pixel, e.g. RGB) are channel-like; I (image index of a stack) and
+#: Q (unknown, as tifffile names it) are generic leading axes.
+AXIS_LETTERS = "TCZYXSIQ"
+SPATIAL_LETTERS = "ZYX"
+CHANNEL_LETTERS = "CS"
+
+#: Canonical unit spellings; readers map what files say onto these.
+UNITS = ("Å", "nm", "µm", "mm", "m", "px")
+
+_UNIT_ALIASES = {
+    "a": "Å",
+    "å": "Å",
+    "Å": "Å",  # U+212B ANGSTROM SIGN
+    "angstrom": "Å",
+    "angstroms": "Å",
+    "ang": "Å",
+    "nm": "nm",
+    "nanometer": "nm",
+    "nanometre": "nm",
+    "um": "µm",
+    "µm": "µm",  # U+00B5 micro sign
+    "μm": "µm",  # U+03BC greek mu
+    "\\u00b5m": "µm",
+    "micron": "µm",
+    "microns": "µm",
+    "micrometer": "µm",
+    "micrometre": "µm",
+    "mm": "mm",
+    "millimeter": "mm",
+    "millimetre": "mm",
+    "m": "m",
+    "meter": "m",
+    "metre": "m",
+    "px": "px",
+    "pixel": "px",
+    "pixels": "px",
+    "": "px",
+}
+
+#: Size of one unit in metres, for conversions between units.
+_UNIT_METRES = {"Å": 1e-10, "nm": 1e-9, "µm": 1e-6, "mm": 1e-3, "m": 1.0}
+
+
+def normalize_unit(unit: str | None) -> str:
+    """Map a unit as written in a file header (``"A"``, ``"\\u00B5m"``, ``"micron"``...) to
+    one of :data:`UNITS`. Unknown spellings are returned stripped, unchanged."""
+    if unit is None:
+        return "px"
+    key = str(unit).strip()
+    return _UNIT_ALIASES.get(key, _UNIT_ALIASES.get(key.lower(), key))
+
+
+def unit_factor(src: str, dst: str) -> float:
+    """Factor that converts a length in unit ``src`` to unit ``dst`` (1.0 when either is px
+    or unknown)."""
+    a, b = _UNIT_METRES.get(normalize_unit(src)), _UNIT_METRES.get(normalize_unit(dst))
+    if a is None or b is None:
+        return 1.0
+    return a / b
+
+
+@dataclass
+class Volume:
+    """An n-dimensional image with its physical frame and its file format's header.
+
+    Attributes
+    ----------
+    data:
+        The array, in the order given by ``axes`` (e.g. ``"ZYX"``: last axis is X, the
+        fastest-varying one in the file).
+    axes:
+        One letter per array axis, from :data:`AXIS_LETTERS` (``"ZYX"``, ``"CZYX"``,
+        ``"TCZYX"``, ``"IYX"`` for a particle stack, ``"YXS"`` for RGB...).
+    spacing:
+        Voxel size along each *spatial* axis (the letters of ``axes`` that are in ZYX), in
+        the order they appear in ``axes``, in ``unit``. ``1.0`` where unknown.
+    unit:
+        Unit of ``spacing`` and ``origin``: one of :data:`UNITS` (``"px"`` when unknown).
+    origin:
+        Physical position of the first voxel along each spatial axis, same order and unit
+        as ``spacing``.
+    meta:
+        The format's own header, namespaced by format, plus provenance: ``meta["format"]``
+        (reader that produced it), ``meta["source"]`` (path read), ``meta["mrc"]`` (MRC
+        header fields), ``meta["tiff"]`` (ImageJ/OME metadata)... Writers of a format use
+        their own namespace and ignore the others. Values must be JSON-serialisable except
+        ``bytes`` (e.g. an MRC extended header), which containers store as binary sections.
+    """
+
+    data: np.ndarray
+    axes: str
+    spacing: tuple[float, ...] = ()
+    unit: str = "px"
+    origin: tuple[float, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = np.asarray(self.data)
+        self.axes = str(self.axes).upper()
+        if len(self.axes) != self.data.ndim:
+            raise DataError(
+                f"axes {self.axes!r} has {len(self.axes)} letters but the array has "
+                f"{self.data.ndim} dimensions {tuple(self.data.shape)}"
+            )
+        bad = sorted(set(self.axes) - set(AXIS_LETTERS))
+        if bad:
+            raise DataError(f"unknown axis letter(s) {''.join(bad)} in {self.axes!r}; use {AXIS_LETTERS}")
+        if len(set(self.axes)) != len(self.axes):
+            raise DataError(f"repeated axis letter in {self.axes!r}")
+        n = len(self.spatial_axes)
+        self.spacing = tuple(float(s) for s in self.spacing) if self.spacing else (1.0,) * n
+        self.origin = tuple(float(o) for o in self.origin) if self.origin else (0.0,) * n
+        if len(self.spacing) != n or len(self.origin) != n:
+            raise DataError(
+                f"spacing {self.spacing} / origin {self.origin} need one value per spatial axis "
+                f"({self.spatial_axes!r})"
+            )
+        self.unit = normalize_unit(self.unit)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def spatial_axes(self) -> str:
+        """The spatial axis letters (Z, Y, X) present, in array order."""
+        return "".join(a for a in self.axes if a in SPATIAL_LETTERS)
+
+    @property
+    def format(self) -> str | None:
+        """Name of the reader that produced this volume (``"mrc"``, ``"tiff"``...), if any."""
+        return self.meta.get("format")
+
+    def spacing_of(self, axis: str) -> float:
+        """Voxel size along spatial axis ``axis`` (``"Z"``, ``"Y"`` or ``"X"``)."""
+        return self.spacing[self.spatial_axes.index(axis.upper())]
+
+    def origin_of(self, axis: str) -> float:
+        """Origin along spatial axis ``axis``."""
+        return self.origin[self.spatial_axes.index(axis.upper())]
+
+    def spacing_in(self, unit: str) -> tuple[float, ...]:
+        """Spacing converted to ``unit`` (unchanged when either unit is px)."""
+        f = unit_factor(self.unit, unit)
+        return tuple(s * f for s in self.spacing)
+
+    # ------------------------------------------------------------------ copies
+    def with_data(self, data: np.ndarray, *, axes: str | None = None) -> Volume:
+        """A copy carrying ``data`` (same shape unless ``axes`` changes) and the same frame
+        and header. Used to wrap a decoded or denoised array for writing."""
+        data = np.asarray(data)
+        if axes is None and data.shape != self.data.shape:
+            raise DataError(f"new data has shape {data.shape}, expected {self.data.shape}")
+        return Volume(
+            data=data,
+            axes=self.axes if axes is None else axes,
+            spacing=self.spacing,
+            unit=self.unit,
+            origin=self.origin,
+            meta=copy.deepcopy(self.meta),
+        )
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict[str, Any]:
+        """Everything but the voxels, as a dict (``meta`` is deep-copied and may hold bytes).
+
+        :meth:`from_description` rebuilds the volume from it and an array."""
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "axes": self.axes,
+            "spacing": list(self.spacing),
+            "unit": self.unit,
+            "origin": list(self.origin),
+            "meta": copy.deepcopy(self.meta),
+        }
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any], data: np.ndarray) -> Volume:
+        """Inverse of :meth:`describe`: checks that ``data`` has the described shape and
+        casts it to the described dtype."""
+        shape = tuple(int(s) for s in desc["shape"])
+        data = np.asarray(data)
+        if data.shape != shape:
+            raise DataError(f"decoded array has shape {data.shape}, header says {shape}")
+        dtype = np.dtype(desc["dtype"])
+        if data.dtype != dtype:
+            data = data.astype(dtype)
+        return cls(
+            data=data,
+            axes=desc["axes"],
+            spacing=tuple(desc.get("spacing") or ()),
+            unit=desc.get("unit", "px"),
+            origin=tuple(desc.get("origin") or ()),
+            meta=copy.deepcopy(desc.get("meta") or {}),
+        )
+
+    def __repr__(self) -> str:
+        sp = ", ".join(f"{a}={s:g}" for a, s in zip(self.spatial_axes, self.spacing))
+        return (
+            f"Volume(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r}, "
+            f"spacing=({sp}) {self.unit}, format={self.format!r})"
+        )
