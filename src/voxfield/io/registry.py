@@ -8,6 +8,9 @@ Each format lives in its own module (``voxfield.io.mrc``, ``.tiff``, ``.omezarr`
     def read(path: Path, **options) -> Volume
     def write(vol: Volume, path: Path, **options) -> None   # path is a temporary name
 
+A module that serves several formats (``numpy_io``: npy and npz) may also expose
+``sniff_<name>``, ``read_<name>`` and ``write_<name>``, which take precedence for that format.
+
 The registry picks a reader by content first (magic bytes) and suffix second, wraps every
 write in :func:`voxfield.io.atomic.atomic_path`, and turns library exceptions into one-line
 :class:`~voxfield.errors.FormatError` messages that name the file.
@@ -41,6 +44,11 @@ class FormatSpec:
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+    def entry(self, what: str) -> Any:
+        """The module's ``<what>_<name>`` function if it has one, else ``<what>``."""
+        module = self.load()
+        return getattr(module, f"{what}_{self.name}", None) or getattr(module, what)
 
 
 FORMATS: dict[str, FormatSpec] = {
@@ -107,7 +115,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise FormatError("no such file or folder", p)
     if p.is_dir():
         spec = FORMATS["zarr"]
-        if spec.load().sniff(b"", p):
+        if spec.entry("sniff")(b"", p):
             return "zarr"
         raise FormatError("folder is not an OME-Zarr/Zarr store", p)
     if p.stat().st_size == 0:
@@ -116,7 +124,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     for spec in FORMATS.values():
         if spec.name == "zarr":
             continue
-        if spec.load().sniff(head, p):
+        if spec.entry("sniff")(head, p):
             return spec.name
     spec = _by_suffix(p)
     if spec is not None and spec.name == "mrc":
@@ -166,9 +174,9 @@ def read_volume(path: str | os.PathLike[str], *, format: str | None = None, axes
     name = format or detect_format(p)
     if name not in FORMATS:
         raise FormatError(f"unknown format {name!r}", p)
-    module = FORMATS[name].load()
+    reader = FORMATS[name].entry("read")
     try:
-        vol = module.read(p, **options)
+        vol = reader(p, **options)
     except VoxfieldError:
         raise
     except TypeError as exc:
@@ -210,10 +218,10 @@ def write_volume(vol: Volume, path: str | os.PathLike[str], *, format: str | Non
     file. Returns the final path."""
     p = Path(path)
     name = format_for_output(p, format)
-    module = FORMATS[name].load()
+    writer = FORMATS[name].entry("write")
     with atomic_path(p, overwrite=overwrite) as tmp:
         try:
-            module.write(vol, tmp, **options)
+            writer(vol, tmp, **options)
         except VoxfieldError:
             raise
         except (ValueError, OSError, TypeError) as exc:
