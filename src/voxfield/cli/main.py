@@ -1,0 +1,71 @@
+"""The ``voxfield`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from voxfield import __version__
+from voxfield.cli import console
+from voxfield.cli.bench_cmd import bench
+from voxfield.cli.compare_cmd import compare
+from voxfield.cli.compress_cmd import compress, decompress
+from voxfield.cli.demo import demo
+from voxfield.cli.info import info
+from voxfield.cli.metrics_cmd import metrics
+from voxfield.errors import VoxfieldError
+
+app = typer.Typer(
+    name="voxfield",
+    help="Compress, denoise and reconstruct biological volumes (cryo-EM maps, light microscopy).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.out.print(f"voxfield {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """voxfield command line."""
+
+
+app.command()(info)
+app.command()(metrics)
+app.command()(compress)
+app.command()(decompress)
+app.command()(compare)
+app.command()(bench)
+app.command()(demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and exit with code 2."""
+    console.install_warning_handler()
+    try:
+        app(args=argv, prog_name="voxfield", standalone_mode=True)
+    except VoxfieldError as exc:
+        console.error_line(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.error_line("interrupted")
+        return 130
+    except MemoryError:
+        console.error_line("out of memory (the input is too large for this machine's RAM)")
+        return 1
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
