@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from voxfield.io.atomic import atomic_path, write_bytes_atomic  # noqa: E402
 from voxfield.io.metajson import to_jsonable  # noqa: E402
@@ -122,8 +123,13 @@ def rd_plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
             if has_fsc:
                 axes[0][1].plot(xs, [_metric(r, "fsc_0.5_A") for r in pts], marker="o", label=codec)
         for r in runs:
-            if r.get("target", {}).get("kind") == "lossless":
-                axes[0][0].axvline(r["ratio"], color="0.7", lw=0.8, ls=":")
+            if r.get("target", {}).get("kind") == "lossless" and r["ratio"] > 1.05:
+                axes[0][0].axvline(r["ratio"], color="0.6", lw=0.8, ls=":")
+                axes[0][0].annotate(f"{r['codec']} (lossless)", (r["ratio"], 0.02), xycoords=("data", "axes fraction"),
+                                    rotation=90, fontsize=7, color="0.4", ha="right", va="bottom")
+        for ax in axes[0]:
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax = axes[0][0]
         ax.set_xscale("log")
         ax.set_xlabel("compression ratio (original bytes / file bytes)")
