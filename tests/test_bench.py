@@ -61,9 +61,9 @@ def test_isolated_run_reports_errors_and_memory():
     assert "kaboom" in out["error"]
 
     def alloc():
-        from voxfield.bench.memory import measure_call
-
         import numpy as np
+
+        from voxfield.bench.memory import measure_call
 
         _, _, peak = measure_call(lambda: np.ones(50_000_000, dtype=np.uint8).sum())
         return {"peak": peak}

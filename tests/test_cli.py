@@ -13,8 +13,8 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import shared_file
+
 from voxfield.cli.main import main
 from voxfield.data import example_map_path
 from voxfield.io import read_volume

@@ -11,8 +11,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-
 from conftest import shared_file
+
 from voxfield.data import example_map_path
 from voxfield.errors import DataError, FormatError
 from voxfield.io import mrc, read_volume, tiff, write_volume

@@ -10,9 +10,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import shared_file
 from test_io_mrc import assert_same_header
+
 from voxfield.errors import DataError, FormatError
 from voxfield.io import mrc, numpy_io, read_volume, write_volume
 from voxfield.io.volume import Volume

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import shared_file
+
 from voxfield.errors import DataError, FormatError, OutputError
 from voxfield.io import detect_format, read_volume, write_volume
 from voxfield.io.volume import Volume

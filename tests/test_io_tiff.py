@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import shared_file
+
 from voxfield.errors import FormatError
 from voxfield.io import mrc, read_volume, tiff, write_volume
 from voxfield.io.volume import Volume

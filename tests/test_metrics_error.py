@@ -10,6 +10,7 @@ import pytest
 from voxfield.errors import DataError, OptionError
 from voxfield.metrics import (
     FLOAT_DTYPE_MAX_PEAK,
+    _validate,
     bits_per_voxel,
     compression_ratio,
     dtype_max_peak,
@@ -21,7 +22,6 @@ from voxfield.metrics import (
     psnr_dtype_max,
     rmse,
 )
-from voxfield.metrics import _validate
 
 
 def test_hand_computed_example():

@@ -9,8 +9,8 @@ from importlib import resources
 import mrcfile
 import numpy as np
 import pytest
-
 from conftest import shared_file
+
 from voxfield.errors import DataError, OptionError
 from voxfield.metrics import fsc
 

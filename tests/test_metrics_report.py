@@ -152,3 +152,17 @@ def test_compare_errors(emd_crop):
         compare(emd_crop, emd_crop, spacing=(1.0, 1.0))
     with pytest.raises(OptionError):
         compare(emd_crop, emd_crop, compressed_nbytes=0)
+
+
+def test_fsc_only_for_molecular_units_unless_forced():
+    rng = np.random.default_rng(3)
+    a = rng.random((20, 20, 20))
+    b = a + 0.1 * rng.random((20, 20, 20))
+    um = compare(a, b, spacing=(0.3, 0.1, 0.1), unit="µm")
+    assert um["fsc_0.5_A"] is None and any("FSC skipped" in n for n in um["notes"])
+    forced = compare(a, b, spacing=(0.3, 0.1, 0.1), unit="µm", fsc_mode=True)
+    assert forced["fsc_0.5_A"] is not None
+    nm = compare(a, b, spacing=1.0, unit="nm")
+    assert nm["fsc_0.5_A"] is not None and nm["fsc_nyquist_A"] == pytest.approx(20.0)
+    off = compare(a, b, spacing=1.0, unit="Å", fsc_mode=False)
+    assert off["fsc_0.5_A"] is None

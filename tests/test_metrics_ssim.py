@@ -10,8 +10,8 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from voxfield.errors import DataError, OptionError
-from voxfield.metrics import ssim, ssim_details
 from voxfield.metrics import similarity as ssim_module
+from voxfield.metrics import ssim, ssim_details
 
 
 def _sk(a, b, data_range):

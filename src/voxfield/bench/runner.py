@@ -9,6 +9,7 @@ error, FSC resolutions for maps...). Lossless codecs run once per input.
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import tempfile
@@ -162,7 +163,7 @@ def run_benchmark(
             if ds.name not in volumes:
                 volumes[ds.name] = read_volume(ds.path, axes=ds.axes)
             vol = volumes[ds.name]
-            rec = run_isolated(lambda: run_one(vol, ds.name, codec_name, target, Path(tmp)),
+            rec = run_isolated(functools.partial(run_one, vol, ds.name, codec_name, target, Path(tmp)),
                                timeout=config.timeout_s)
             rec.setdefault("dataset", ds.name)
             rec.setdefault("codec", codec_name)

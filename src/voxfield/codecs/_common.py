@@ -23,6 +23,7 @@ import numpy as np
 from voxfield.codecs.base import Codec, Target, frame, restore_dtype, unframe, value_range
 from voxfield.codecs.search import search_size
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet, VoxfieldError
+from voxfield.metrics import psnr
 
 #: dtypes every lossy codec accepts (decoded back to the same dtype).
 LOSSY_DTYPES = tuple(
@@ -118,12 +119,14 @@ def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """PSNR in dB with the data's own range (inf for a perfect reconstruction)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    if mse == 0:
-        return math.inf
-    return 20 * math.log10(data_range) - 10 * math.log10(mse)
+def keep_closest(exc: TargetNotMet, other: TargetNotMet | None, goal: float) -> TargetNotMet:
+    """Point ``exc`` at whichever of the two misses' payloads is closest to ``goal`` bytes
+    (for codecs that search two knobs in turn) and return it for re-raising."""
+    candidates = [e.best for e in (exc, other) if e is not None and e.best is not None]
+    if candidates:
+        closest = min(candidates, key=lambda p: abs(len(p) - goal))
+        exc.best, exc.achieved = closest, float(len(closest))
+    return exc
 
 
 # ---------------------------------------------------------------------------- size search
@@ -417,7 +420,7 @@ class LossyCodec(BaseCodec):
         got = -math.inf
         for _ in range(tries):
             payload = encode_at(k)
-            got = psnr(data, self.decode(payload), rng)
+            got = psnr(data, self.decode(payload), data_range=rng)
             if got >= db:
                 if ok is None or len(payload) < len(ok):
                     ok = payload

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size
+from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, keep_closest
 from voxfield.codecs.jpeg2k import join_streams, split_streams
 from voxfield.codecs.layout import (
     from_codes,
@@ -163,7 +163,4 @@ class JpegxlCodec(LossyCodec):
             )
             return payload
         except TargetNotMet as exc:
-            candidates = [p for p in (exc.best, first.best) if p is not None]
-            closest = min(candidates, key=lambda p: abs(len(p) - goal))
-            exc.best, exc.achieved = closest, float(len(closest))
-            raise
+            raise keep_closest(exc, first, goal) from None

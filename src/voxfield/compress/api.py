@@ -52,7 +52,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "original_name": vol.get("name"),
             "original_format": vol.get("meta", {}).get("format"),
             "shape": shape,
-            "dtype": vol.get("dtype"),
+            "dtype": np.dtype(vol["dtype"]).name if vol.get("dtype") else None,
             "axes": vol.get("axes"),
             "spacing": vol.get("spacing"),
             "unit": vol.get("unit"),

@@ -163,6 +163,7 @@ def compare(
     cryoem: bool | None = None,
     density_edges: Sequence[float] | None = None,
     fsc_mask: np.ndarray | None = None,
+    fsc_mode: bool | None = None,
 ) -> dict[str, Any]:
     """Compare ``result`` with ``original`` on every metric that applies.
 
@@ -181,6 +182,9 @@ def compare(
     cryoem : density-band table on/off; None = automatic (module docstring).
     density_edges : absolute band edges for the density table (default: scaled to the map).
     fsc_mask : optional soft mask for the FSC (same shape).
+    fsc_mode : FSC on/off; None = automatic: computed for single 3-D volumes whose voxels
+        are in Å or nm (cryo-EM/ET maps), skipped (with a note) for µm/mm microscopy data,
+        where a Fourier-shell resolution in Å means little.
 
     Returns
     -------
@@ -246,10 +250,15 @@ def compare(
         out["spacing"] = sp
         out["unit"] = unit
         factor = 1.0 if unit is None else _angstrom_factor(unit)
-        if ndim != 3 or len(axes) != 3:
+        molecular = factor is not None and factor <= 10.0  # Å or nm voxels: cryo-EM / cryo-ET maps
+        if fsc_mode is False:
+            pass
+        elif ndim != 3 or len(axes) != 3:
             notes.append("FSC skipped: needs a single 3-D volume (3 spatial axes, no other axes)")
         elif factor is None:
             notes.append(f"FSC skipped: unit {unit!r} is not a physical length")
+        elif not molecular and fsc_mode is None:
+            notes.append(f"FSC skipped: voxels in {unit} (FSC is reported for maps in Å or nm; pass fsc=True to force)")
         else:
             if unit is None:
                 notes.append("spacing taken to be in Å (no unit given)")
