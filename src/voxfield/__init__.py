@@ -1,8 +1,26 @@
 """voxfield: neural fields to compress, denoise and reconstruct biological volumes."""
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
 from voxfield.errors import VoxfieldError
 from voxfield.io import Volume, read_volume, write_volume
 
+if TYPE_CHECKING:
+    from voxfield.compress.reader import VxfArray
+
 __version__ = "0.1.0"
 
-__all__ = ["Volume", "VoxfieldError", "__version__", "read_volume", "write_volume"]
+
+def open(path: str | os.PathLike[str] | bytes) -> VxfArray:  # noqa: A001 - documented API: voxfield.open("x.vxf")
+    """Open a ``.vxf`` file for random access: ``voxfield.open("x.vxf")[z0:z1, y0:y1, x0:x1]``
+    returns a numpy array, decoding only what the request needs (see
+    :class:`voxfield.compress.reader.VxfArray`)."""
+    from voxfield.compress.reader import open_vxf
+
+    return open_vxf(path)
+
+
+__all__ = ["Volume", "VoxfieldError", "__version__", "open", "read_volume", "write_volume"]

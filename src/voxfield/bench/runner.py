@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from voxfield.bench.datasets import Dataset, find_data_root
 from voxfield.bench.memory import measure_call, run_isolated
+from voxfield.bench.methods import MethodSpec
 from voxfield.codecs.base import Target
-from voxfield.codecs.registry import get_codec
 from voxfield.compress.api import decompress
-from voxfield.compress.classic import compress_volume
+from voxfield.compress.neural import FitReport
 from voxfield.errors import TargetNotMet
 from voxfield.io import read_volume
 from voxfield.io.volume import Volume
@@ -44,20 +44,22 @@ class BenchConfig:
     timeout_s: float = 1800.0
 
 
-def run_one(vol: Volume, dataset: str, codec_name: str, target: Target, workdir: Path) -> dict[str, Any]:
-    """Compress, write, read back and measure one (input, codec, target). Runs in-process;
+def run_one(vol: Volume, dataset: str, method: str, target: Target, workdir: Path) -> dict[str, Any]:
+    """Compress, write, read back and measure one (input, method, target). Runs in-process;
     :func:`run_benchmark` calls it inside a forked child."""
-    codec = get_codec(codec_name)
+    spec = MethodSpec.parse(method)
     rec: dict[str, Any] = {
         "dataset": dataset,
-        "codec": codec_name,
+        "codec": method,
+        "neural": spec.neural,
         "target": target.to_dict(),
         "original_bytes": int(vol.data.nbytes),
     }
+    report = FitReport(spec.name) if spec.neural else None
 
     def encode() -> tuple[bytes, bool, str | None]:
         try:
-            return compress_volume(vol, codec, target), True, None
+            return spec.encode(vol, target, report), True, None
         except TargetNotMet as exc:
             if exc.best is None:
                 raise
@@ -65,7 +67,7 @@ def run_one(vol: Volume, dataset: str, codec_name: str, target: Target, workdir:
 
     (blob, hit, note), enc_s, enc_peak = measure_call(encode)
     ratio_label = "lossless" if target.kind == "lossless" else f"{target.value:g}"
-    path = workdir / f"{dataset}-{codec_name}-{ratio_label}.vxf"
+    path = workdir / f"{dataset}-{abs(hash(method))}-{ratio_label}.vxf"
     path.write_bytes(blob)
     file_bytes = path.stat().st_size
     dec, dec_s, dec_peak = measure_call(lambda: decompress(path))
@@ -84,17 +86,18 @@ def run_one(vol: Volume, dataset: str, codec_name: str, target: Target, workdir:
         decode_peak_mib=dec_peak,
         metrics=quality,
     )
+    if report is not None:
+        rec["fit"] = asdict(report)
     path.unlink()
     return rec
 
 
 def plan(datasets: Sequence[Dataset], config: BenchConfig) -> list[tuple[Dataset, str, Target]]:
-    """The list of runs: lossless codecs once per input, lossy ones once per ratio."""
+    """The list of runs: lossless codecs once per input, the others once per ratio."""
     runs: list[tuple[Dataset, str, Target]] = []
     for ds in datasets:
         for name in config.codecs:
-            codec = get_codec(name)
-            if codec.lossless:
+            if MethodSpec.parse(name).lossless:
                 runs.append((ds, name, Target.lossless()))
             else:
                 runs.extend((ds, name, Target.ratio(r, config.rtol)) for r in config.ratios)

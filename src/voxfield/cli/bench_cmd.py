@@ -8,10 +8,29 @@ from typing import Annotated
 import typer
 
 from voxfield.bench import BenchConfig, dataset_from_path, default_datasets, run_benchmark, write_results
+from voxfield.bench.methods import MethodSpec
 from voxfield.cli import console
-from voxfield.codecs.registry import available_codecs, get_codec
+from voxfield.codecs.registry import available_codecs
 from voxfield.errors import OptionError
 from voxfield.io import check_writable
+
+
+def parse_methods(text: str) -> list[str]:
+    """Split a comma-separated method list, keeping commas inside [...] settings."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    out = [o for o in out if o]
+    if not out:
+        raise OptionError("empty codec list")
+    return out
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -23,7 +42,7 @@ def parse_list(text: str, what: str) -> list[str]:
 
 def bench(
     inputs: Annotated[list[str] | None, typer.Argument(help="Input files, optionally PATH:AXES (e.g. stack.tif:ZYX) [default: the real-data set of ../shared/data].")] = None,
-    codecs: Annotated[str, typer.Option(help="Comma-separated codecs, or 'all'.")] = "all",
+    codecs: Annotated[str, typer.Option(help="Comma-separated classic codecs and neural methods (settings in brackets: sci[max_blocks=8]), or 'all' classic codecs.")] = "all",
     ratios: Annotated[str, typer.Option(help="Comma-separated target ratios.")] = "16,64,256",
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for results.json, results.md and PNG plots.")] = Path("benchmarks/results/latest"),
     name: Annotated[str, typer.Option(help="Base name of the result files.")] = "results",
@@ -32,9 +51,9 @@ def bench(
     timeout: Annotated[float, typer.Option(help="Seconds allowed per run.")] = 1800.0,
 ) -> None:
     """Compare codecs at matched compression ratios on real volumes."""
-    names = available_codecs() if codecs == "all" else parse_list(codecs, "codec")
+    names = available_codecs() if codecs == "all" else parse_methods(codecs)
     for n in names:
-        get_codec(n)  # unknown names fail now, not an hour later
+        MethodSpec.parse(n)  # unknown names and settings fail now, not an hour later
     try:
         rs = [float(r) for r in parse_list(ratios, "ratio")]
     except ValueError:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from voxfield.cli import console
 from voxfield.codecs.base import Target
@@ -14,17 +15,23 @@ from voxfield.codecs.registry import available_codecs, get_codec
 from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.compress.classic import compress_volume, output_name
+from voxfield.compress.neural import METHODS, FitReport, NeuralConfig, compress_neural
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import check_writable, read_volume, write_volume
 from voxfield.io.atomic import write_bytes_atomic
+from voxfield.io.volume import Volume
 from voxfield.metrics import max_abs_error, psnr
 
+#: Classic codec of the demo and of ``--codec`` without a name.
 DEFAULT_CODEC = "sperr"
+#: Method of ``voxfield compress`` without --method/--codec (chosen by the benchmark,
+#: see benchmarks/README.md).
+DEFAULT_METHOD = "sci"
 
 
 def make_target(ratio: float | None, max_error: float | None, rel_error: float | None,
                 psnr_db: float | None, lossless: bool, tolerance: float) -> Target | None:
-    """The one target given on the command line (None: the codec's default)."""
+    """The one target given on the command line (None: the method's default)."""
     given = [(k, v) for k, v in (("ratio", ratio), ("max_abs_error", max_error), ("rel_error", rel_error),
                                  ("psnr", psnr_db)) if v is not None]
     if lossless:
@@ -44,36 +51,106 @@ def default_output(path: Path) -> Path:
     return path.parent / (path.name.rstrip("/") + container.SUFFIX)
 
 
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs -> typed dict (ints, floats, booleans, strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--set takes key=value, got {item!r}")
+        value: Any = raw.strip()
+        low = value.lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        elif low in ("none", "null"):
+            value = None
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(value)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, FitReport]:
+    """Neural compression with a rich progress bar over the fitting stages."""
+    cfg = NeuralConfig.preset(method, **settings)
+    rep = FitReport(method)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                        console=console.err, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, fraction: float) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(f"{method}: {stage}", total=1.0)
+        progress.update(tasks[stage], completed=fraction)
+
+    with progress:
+        blob = compress_neural(vol, cfg, target, progress=update, report=rep)
+    return blob, rep
+
+
 def compress(
     input: Annotated[Path, typer.Argument(help="Volume to compress (.mrc/.map(.gz), .tif, .ome.zarr, .npy, .npz, .h5).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .vxf file [default: INPUT.vxf].")] = None,
-    codec: Annotated[str, typer.Option(help="Codec: " + ", ".join(available_codecs()))] = DEFAULT_CODEC,
+    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(METHODS)} [default: {DEFAULT_METHOD}].")] = None,
+    codec: Annotated[str | None, typer.Option(help="Classic codec instead of a neural method: " + ", ".join(available_codecs()))] = None,
     ratio: Annotated[float | None, typer.Option(help="Target compression ratio (original bytes / file bytes).")] = None,
-    max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound, in data units.")] = None,
-    rel_error: Annotated[float | None, typer.Option("--rel-error", help="Error bound relative to the value range.")] = None,
-    psnr_db: Annotated[float | None, typer.Option("--psnr", help="Target PSNR in dB (data range).")] = None,
+    max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound, in data units (classic codecs).")] = None,
+    rel_error: Annotated[float | None, typer.Option("--rel-error", help="Error bound relative to the value range (classic codecs).")] = None,
+    psnr_db: Annotated[float | None, typer.Option("--psnr", help="Target PSNR in dB, data range (classic codecs).")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless (gzip, zstd, raw).")] = False,
-    tolerance: Annotated[float, typer.Option(help="Accepted relative deviation from a ratio target.")] = 0.03,
+    tolerance: Annotated[float | None, typer.Option(help="Accepted relative deviation from a ratio target [default: 0.02 neural, 0.03 classic].")] = None,
+    device: Annotated[str, typer.Option(help="Neural methods: auto, cpu or cuda.")] = "auto",
+    steps: Annotated[int | None, typer.Option(help="Neural methods: training steps [default: as many as fit --time-budget].")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Neural methods: seconds of training when --steps is not given [default: 180].")] = None,
+    seed: Annotated[int, typer.Option(help="Neural methods: random seed.")] = 0,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Neural methods: any configuration key, e.g. --set fr=1.5 --set max_blocks=20.")] = None,
     axes: Annotated[str | None, typer.Option(help="Override the input's axis letters, e.g. ZYX.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
     check: Annotated[bool, typer.Option(help="Decode the result and report PSNR and max error.")] = True,
 ) -> None:
-    """Compress a volume into a self-describing .vxf file at a target ratio or error bound."""
+    """Compress a volume into a self-describing .vxf file: a neural field (default) or a
+    classic codec, at a target ratio (or an error bound for classic codecs)."""
+    if method is not None and codec is not None:
+        raise OptionError("give --method (neural) or --codec (classic), not both")
+    if method is not None and method.startswith("classic:"):
+        codec, method = method.split(":", 1)[1], None
     out = output or default_output(input)
     if out.suffix.lower() != container.SUFFIX:
         raise OptionError(f"output must end in {container.SUFFIX} (got {out.name})")
     check_writable(out, overwrite=force)
-    target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tolerance)
-    c = get_codec(codec)
+    neural_method = None if codec is not None else (method or DEFAULT_METHOD)
+    if neural_method is not None and neural_method not in METHODS:
+        raise OptionError(f"unknown method {neural_method!r} (neural: {', '.join(METHODS)}; classic codecs with --codec)")
+    tol = tolerance if tolerance is not None else (0.02 if neural_method else 0.03)
+    target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
+    extra = parse_settings(settings)
+    if neural_method is not None:
+        extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
+                                        ("seed", seed)) if v is not None})
+        cfg_check = NeuralConfig.preset(neural_method, **extra)  # unknown keys fail before reading
+        cfg_check.validate()
+    c = get_codec(codec) if codec is not None else None
     vol = read_volume(input, axes=axes)
     t0 = time.perf_counter()
-    with console.err.status(f"compressing with {c.name}…"):
-        blob = compress_volume(vol, c, target)
+    if c is not None:
+        with console.err.status(f"compressing with {c.name}…"):
+            blob = compress_volume(vol, c, target)
+        what = c.name
+    else:
+        assert neural_method is not None
+        blob, rep = run_neural(vol, neural_method, target or Target.ratio(64.0, tol), extra)
+        what = (f"{neural_method}: {rep.n_blocks} block(s) in {rep.n_groups} group(s), {rep.n_params:,} parameters, "
+                f"{rep.steps} steps, weights at {rep.bits:.2f} bits")
     seconds = time.perf_counter() - t0
     write_bytes_atomic(out, blob, overwrite=force)
     r = vol.data.nbytes / len(blob)
     msg = (f"{input.name} -> {out}: {vol.data.nbytes:,} -> {len(blob):,} bytes, ratio {r:.2f} "
-           f"({8 * len(blob) / vol.data.size:.3f} bits/voxel), {c.name}, {seconds:.2f} s")
+           f"({8 * len(blob) / vol.data.size:.3f} bits/voxel), {what}, {seconds:.1f} s")
     if check:
         dec = decompress_vxf(blob)
         msg += (f"; PSNR {psnr(vol.data, dec.data):.2f} dB (data range), "
@@ -87,10 +164,7 @@ def decompress(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
 ) -> None:
     """Decode a .vxf file back to the original format (or the format of -o's suffix)."""
-    if not container.is_vxf(input):
-        if not input.exists():
-            raise FormatError("no such file", input)
-        raise FormatError("not a voxfield .vxf file", input)
+    require_vxf(input)
     with container.VxfReader(input) as reader:
         out = output or output_name(reader.header, input)
     check_writable(out, overwrite=force)
@@ -99,3 +173,11 @@ def decompress(
     write_volume(vol, out, overwrite=force)
     console.out.print(f"{input} -> {out}: {' × '.join(map(str, vol.shape))} {vol.dtype.name} "
                       f"({vol.axes}), {time.perf_counter() - t0:.2f} s")
+
+
+def require_vxf(path: Path) -> None:
+    """Refuse anything that is not a .vxf file with a clear message."""
+    if not container.is_vxf(path):
+        if not path.exists():
+            raise FormatError("no such file", path)
+        raise FormatError("not a voxfield .vxf file", path)

@@ -11,6 +11,7 @@ from voxfield.cli import console
 from voxfield.cli.bench_cmd import bench
 from voxfield.cli.compare_cmd import compare
 from voxfield.cli.compress_cmd import compress, decompress
+from voxfield.cli.decode_cmd import decode
 from voxfield.cli.demo import demo
 from voxfield.cli.info import info
 from voxfield.cli.metrics_cmd import metrics
@@ -43,6 +44,7 @@ app.command()(info)
 app.command()(metrics)
 app.command()(compress)
 app.command()(decompress)
+app.command()(decode)
 app.command()(compare)
 app.command()(bench)
 app.command()(demo)

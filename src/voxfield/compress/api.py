@@ -13,14 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress import classic, container
+from voxfield.compress import classic, container, neural
 from voxfield.errors import FormatError
 from voxfield.io.volume import Volume
 
 Decoder = Callable[[container.VxfReader], Volume]
 
 #: method name -> decoder of a whole volume.
-DECODERS: dict[str, Decoder] = {classic.METHOD: classic.decode_classic}
+DECODERS: dict[str, Decoder] = {
+    classic.METHOD: classic.decode_classic,
+    **{name: neural.decode_neural for name in neural.METHODS},
+}
 
 
 def decompress(source: str | os.PathLike[str] | bytes) -> Volume:

@@ -1,0 +1,79 @@
+"""What a benchmark row runs: a classic codec (``sz3``) or a neural method, optionally
+with settings (``sci``, ``sci[max_blocks=50,deblock=h264]``, ``siren[optimizer=adam,lr=1e-3]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxfield.codecs.base import Target
+from voxfield.codecs.registry import get_codec
+from voxfield.compress.classic import compress_volume
+from voxfield.compress.neural import METHODS, FitReport, NeuralConfig, compress_neural
+from voxfield.errors import OptionError
+from voxfield.io.volume import Volume
+
+#: Tolerance on the ratio of neural methods (they land within ±2 %).
+NEURAL_RTOL = 0.02
+
+
+def _value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method name: ``label`` as written, ``name`` the codec/method, ``settings``."""
+
+    label: str
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def neural(self) -> bool:
+        return self.name in METHODS
+
+    @property
+    def lossless(self) -> bool:
+        return not self.neural and get_codec(self.name).lossless
+
+    @classmethod
+    def parse(cls, text: str) -> MethodSpec:
+        text = text.strip()
+        name, sep, rest = text.partition("[")
+        settings: dict[str, Any] = {}
+        if sep:
+            if not rest.endswith("]"):
+                raise OptionError(f"method {text!r}: settings go in brackets, e.g. sci[fr=1.5,max_blocks=8]")
+            for item in filter(None, (p.strip() for p in rest[:-1].split(","))):
+                key, eq, val = item.partition("=")
+                if not eq:
+                    raise OptionError(f"method {text!r}: setting {item!r} is not key=value")
+                settings[key.strip()] = _value(val)
+        spec = cls(text, name.strip(), settings)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if self.neural:
+            NeuralConfig.preset(self.name, **self.settings).validate()
+        else:
+            get_codec(self.name, **self.settings)
+
+    def encode(self, vol: Volume, target: Target, report: FitReport | None = None) -> bytes:
+        """Compress ``vol`` to ``.vxf`` bytes (raises TargetNotMet like the codecs)."""
+        if self.neural:
+            cfg = NeuralConfig.preset(self.name, **self.settings)
+            t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
+            return compress_neural(vol, cfg, t, report=report)
+        return compress_volume(vol, get_codec(self.name, **self.settings), target)
