@@ -30,6 +30,17 @@ DEFAULT_DATASETS: tuple[tuple[str, str, str | None, str], ...] = (
 )
 
 
+#: The inputs of the neural-codec run (issue 3).
+NEURAL_DATASETS: tuple[tuple[str, str, str | None, str], ...] = (
+    DEFAULT_DATASETS[0],
+    DEFAULT_DATASETS[1],
+    DEFAULT_DATASETS[2],
+    ("calcium_2Dt", "fluorescence/imageio_calcium_imaging_2Dt.tif", "TYX",
+     "calcium imaging movie, 1000 frames of 30x40 uint16 (2D+t)"),
+    DEFAULT_DATASETS[3],
+)
+
+
 def find_data_root(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The real-data folder: ``explicit``, ``$VOXFIELD_SHARED_DATA``, or ``../shared/data``
     beside the current folder or beside the source checkout."""
@@ -46,14 +57,19 @@ def find_data_root(explicit: str | os.PathLike[str] | None = None) -> Path | Non
     return None
 
 
-def default_datasets(root: str | os.PathLike[str] | None = None) -> list[Dataset]:
-    """The default benchmark inputs found under the data folder (missing ones skipped)."""
+def default_datasets(root: str | os.PathLike[str] | None = None,
+                     table: tuple[tuple[str, str, str | None, str], ...] = DEFAULT_DATASETS,
+                     names: list[str] | None = None) -> list[Dataset]:
+    """Benchmark inputs of ``table`` found under the data folder (missing ones skipped),
+    optionally only those named in ``names``."""
     base = find_data_root(root)
     if base is None:
         raise OptionError("no input files given and the data collection (../shared/data) was not found; "
                           "pass files or --data-root")
     out = []
-    for name, rel, axes, note in DEFAULT_DATASETS:
+    for name, rel, axes, note in table:
+        if names is not None and name not in names:
+            continue
         p = base / rel
         if p.exists():
             out.append(Dataset(name, p, axes, note))

@@ -106,7 +106,7 @@ def compress(
     tolerance: Annotated[float | None, typer.Option(help="Accepted relative deviation from a ratio target [default: 0.02 neural, 0.03 classic].")] = None,
     device: Annotated[str, typer.Option(help="Neural methods: auto, cpu or cuda.")] = "auto",
     steps: Annotated[int | None, typer.Option(help="Neural methods: training steps [default: as many as fit --time-budget].")] = None,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Neural methods: seconds of training when --steps is not given [default: 180].")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Neural methods: seconds of training when --steps is not given [default: 180 for 1M+ voxels, less for smaller inputs].")] = None,
     seed: Annotated[int, typer.Option(help="Neural methods: random seed.")] = 0,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Neural methods: any configuration key, e.g. --set fr=1.5 --set max_blocks=20.")] = None,
     axes: Annotated[str | None, typer.Option(help="Override the input's axis letters, e.g. ZYX.")] = None,

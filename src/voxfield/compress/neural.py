@@ -74,7 +74,7 @@ class NeuralConfig:
     overlap: int = 2
     deblock: str = "blend"  # blend | h264 | none
     steps: int | None = None
-    time_budget: float = 180.0
+    time_budget: float | None = None  # seconds; None: default_time_budget(voxels)
     samples: int = 65536
     optimizer: str = "auto"
     lr: float | None = None
@@ -120,8 +120,15 @@ class NeuralConfig:
             raise OptionError(f"deblock must be blend, h264 or none, got {self.deblock!r}")
         if self.steps is not None and self.steps < 1:
             raise OptionError("steps must be >= 1")
-        if self.time_budget <= 0:
+        if self.time_budget is not None and self.time_budget <= 0:
             raise OptionError("time budget must be > 0 seconds")
+
+
+def default_time_budget(n_voxels: int) -> float:
+    """Training seconds when neither steps nor a budget are given: 180 s for volumes of a
+    million voxels or more, shrinking with the square root of the size below that (small
+    inputs converge sooner), never under 30 s."""
+    return float(min(180.0, max(30.0, 180.0 * (n_voxels / 1e6) ** 0.5)))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -390,7 +397,8 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
 
         # --- fit (the fine-tune takes qat_fraction more steps: keep the total in budget)
         t0 = time.perf_counter()
-        fit_budget = cfg.time_budget / (1.0 + cfg.qat_fraction) - (t0 - t_start)
+        budget = cfg.time_budget if cfg.time_budget is not None else default_time_budget(vol.data.size)
+        fit_budget = budget / (1.0 + cfg.qat_fraction) - (t0 - t_start)
         lrs, steps = train(gdata, steps=cfg.steps, samples=samples, optimizer=cfg.optimizer, lr=cfg.lr, seed=cfg.seed,
                            time_budget=max(fit_budget, 5.0),
                            on_step=(lambda s, n: progress("fit", s / n)) if progress else None)
