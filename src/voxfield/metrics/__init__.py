@@ -9,10 +9,24 @@ Modules: :mod:`~voxfield.metrics.error` (MSE, PSNR with the data range and, labe
 the dtype maximum), :mod:`~voxfield.metrics.rate` (ratio, bits per voxel),
 :mod:`~voxfield.metrics.similarity` (n-D SSIM), :mod:`~voxfield.metrics.fourier_shell` (Fourier shell
 correlation and resolution), :mod:`~voxfield.metrics.density` (paper 000's
-relative-error table), :mod:`~voxfield.metrics.segmentation` (Acc(tau), Dice, IoU) and
-:mod:`~voxfield.metrics.report` (:func:`compare`: everything in one JSON-ready dict).
+relative-error table), :mod:`~voxfield.metrics.segmentation` (Acc(tau), Dice, IoU),
+:mod:`~voxfield.metrics.report` (:func:`compare`: everything in one JSON-ready dict),
+:mod:`~voxfield.metrics.cryoem` (the cryo-EM quality report: contour mask and automatic
+contour, masked PSNR, FSC >= 0.9, CC_mask) and :mod:`~voxfield.metrics.map_model` (model map
+simulated with gemmi, CC_mask; gemmi is imported only when a model is used).
 """
 
+from .cryoem import (
+    AUTO_CONTOUR_FRACTION,
+    AUTO_CONTOUR_MIN_VOLUME,
+    CRYOEM_REPORT_KEYS,
+    AutoContour,
+    auto_contour,
+    auto_contour_info,
+    contour_mask,
+    cryoem_report,
+    format_cryoem_report,
+)
 from .density import (
     DEFAULT_EDGE_FRACTIONS,
     PAPER_EDGES,
@@ -35,34 +49,62 @@ from .error import (
     rmse,
 )
 from .fourier_shell import FSCResult, Resolution, fsc
+from .map_model import (
+    DEFAULT_CC_MASK_RADIUS,
+    MapModelCC,
+    ModelMapMismatchWarning,
+    atom_coordinates,
+    atom_mask,
+    cc_mask,
+    load_model,
+    masked_cc,
+    simulate_model_map,
+)
 from .rate import bits_per_voxel, compression_ratio
 from .report import REPORT_KEYS, compare, format_report
 from .segmentation import dice, iou, mask_scores, thresholded_accuracy
 from .similarity import SSIMResult, ssim, ssim_details
 
 __all__ = [
+    "AUTO_CONTOUR_FRACTION",
+    "AUTO_CONTOUR_MIN_VOLUME",
+    "CRYOEM_REPORT_KEYS",
+    "DEFAULT_CC_MASK_RADIUS",
     "DEFAULT_EDGE_FRACTIONS",
     "FLOAT_DTYPE_MAX_PEAK",
     "PAPER_EDGES",
     "REPORT_KEYS",
+    "AutoContour",
     "DensityBandRow",
     "ErrorStats",
     "FSCResult",
+    "MapModelCC",
+    "ModelMapMismatchWarning",
     "Resolution",
     "SSIMResult",
+    "atom_coordinates",
+    "atom_mask",
+    "auto_contour",
+    "auto_contour_info",
     "band_edges",
     "bits_per_voxel",
+    "cc_mask",
     "compare",
     "compression_ratio",
+    "contour_mask",
+    "cryoem_report",
     "density_bands",
     "dice",
     "dtype_max_peak",
     "error_stats",
+    "format_cryoem_report",
     "format_density_table",
     "format_report",
     "fsc",
     "iou",
+    "load_model",
     "mask_scores",
+    "masked_cc",
     "max_abs_error",
     "mean_abs_error",
     "mse",
@@ -70,6 +112,7 @@ __all__ = [
     "psnr_dtype_max",
     "psnr_from_mse",
     "rmse",
+    "simulate_model_map",
     "ssim",
     "ssim_details",
     "thresholded_accuracy",
