@@ -12,6 +12,7 @@ from pathlib import Path
 
 from voxfield.bench import BenchConfig, run_benchmark, write_results
 from voxfield.bench.datasets import NEURAL_DATASETS, default_datasets
+from voxfield.bench.methods import with_settings
 
 HERE = Path(__file__).resolve().parent
 PAPER = "min_block_params=0,omega_per_cycle=none,deblock=h264,overlap=0"
@@ -36,11 +37,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ablation")
     ap.add_argument("--ratios", default="128,256")
     ap.add_argument("--only", default="emd_3488")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="training seconds for every neural run (default: the methods' own size-scaled budget)")
     args = ap.parse_args()
     datasets = default_datasets(None, NEURAL_DATASETS, args.only.split(","))
-    doc = run_benchmark(datasets, BenchConfig(codecs=VARIANTS, ratios=[float(r) for r in args.ratios.split(",")],
+    doc = run_benchmark(datasets, BenchConfig(codecs=[with_settings(v, time_budget=args.time_budget) for v in VARIANTS], ratios=[float(r) for r in args.ratios.split(",")],
                                               timeout_s=3600))
-    doc["command"] = f"python benchmarks/run_ablation.py --ratios {args.ratios} --only {args.only}"
+    doc["command"] = f"python benchmarks/run_ablation.py --ratios {args.ratios} --only {args.only}" + (f" --time-budget {args.time_budget:g}" if args.time_budget else "")
     for p in write_results(doc, args.out):
         print(p)
 

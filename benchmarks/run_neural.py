@@ -15,9 +15,10 @@ from pathlib import Path
 
 from voxfield.bench import BenchConfig, run_benchmark, write_results
 from voxfield.bench.datasets import NEURAL_DATASETS, default_datasets
+from voxfield.bench.methods import with_settings
 
 HERE = Path(__file__).resolve().parent
-METHODS = "siren,sci,sperr,sz3,zfp,hevc,jpeg2k,zstd"
+METHODS = "siren,sci,grid,sperr,sz3,zfp,hevc,jpeg2k,zstd"
 
 
 def main() -> None:
@@ -27,13 +28,15 @@ def main() -> None:
     ap.add_argument("--ratios", default="64,128,256,512")
     ap.add_argument("--only", default=None, help="comma-separated dataset names")
     ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="training seconds for every neural run (default: the methods' own size-scaled budget)")
     args = ap.parse_args()
     names = args.only.split(",") if args.only else None
     datasets = default_datasets(args.data_root, NEURAL_DATASETS, names)
     from voxfield.cli.bench_cmd import parse_methods
 
-    cfg = BenchConfig(codecs=parse_methods(args.methods), ratios=[float(r) for r in args.ratios.split(",")],
-                      timeout_s=3600)
+    methods = [with_settings(m, time_budget=args.time_budget) for m in parse_methods(args.methods)]
+    cfg = BenchConfig(codecs=methods, ratios=[float(r) for r in args.ratios.split(",")], timeout_s=3600)
     doc = run_benchmark(datasets, cfg)
     doc["command"] = "python benchmarks/run_neural.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("out", "data_root"))

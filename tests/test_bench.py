@@ -80,3 +80,13 @@ def test_bench_command(tmp_path, capsys):
     doc = json.loads((tmp_path / "b" / "results.json").read_text())
     assert {r["codec"] for r in doc["runs"]} == {"zfp", "gzip"}
     assert "wrote" in capsys.readouterr().out
+
+
+def test_with_settings_adds_budget_to_neural_methods_only():
+    from voxfield.bench.methods import MethodSpec, with_settings
+
+    assert with_settings("sperr", time_budget=60.0) == "sperr"
+    assert with_settings("grid", time_budget=None) == "grid"
+    text = with_settings("sci[fr=1.5,max_blocks=8]", time_budget=60.0)
+    spec = MethodSpec.parse(text)
+    assert spec.name == "sci" and spec.settings == {"fr": 1.5, "max_blocks": 8, "time_budget": 60}

@@ -260,9 +260,10 @@ def test_existing_output_needs_force(example, tmp_path):
 
 # ------------------------------------------------------------------ demo
 def test_demo_runs_on_shipped_map(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--time-budget", "5"]) == 0
     out = capsys.readouterr().out
-    assert "PSNR" in out and "sperr" in out
+    assert "PSNR" in out and "sperr" in out and "sci" in out
+    assert "identical to the same region of the full decode" in out
     assert (tmp_path / "demo" / "compare.png").exists()
     dec = read_volume(tmp_path / "demo" / "emd_3488_crop64.decoded.mrc")
     assert dec.shape == (64, 64, 64) and dec.meta["mrc"]["nxstart"] == 18

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import assert_one_line_error, run_cli
 
 import voxfield
-from test_cli import assert_one_line_error, run_cli
 from voxfield.cli.main import main
 from voxfield.data import example_map_path
 from voxfield.io import Volume, read_volume, write_volume

@@ -9,7 +9,7 @@ from typing import Any
 from voxfield.codecs.base import Target
 from voxfield.codecs.registry import get_codec
 from voxfield.compress.classic import compress_volume
-from voxfield.compress.neural import METHODS, FitReport, NeuralConfig, compress_neural
+from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.errors import OptionError
 from voxfield.io.volume import Volume
 
@@ -41,7 +41,7 @@ class MethodSpec:
 
     @property
     def neural(self) -> bool:
-        return self.name in METHODS
+        return self.name in NEURAL_METHODS
 
     @property
     def lossless(self) -> bool:
@@ -66,14 +66,28 @@ class MethodSpec:
 
     def validate(self) -> None:
         if self.neural:
-            NeuralConfig.preset(self.name, **self.settings).validate()
+            make_config(self.name, **self.settings)
         else:
             get_codec(self.name, **self.settings)
 
-    def encode(self, vol: Volume, target: Target, report: FitReport | None = None) -> bytes:
-        """Compress ``vol`` to ``.vxf`` bytes (raises TargetNotMet like the codecs)."""
+    def encode(self, vol: Volume, target: Target) -> tuple[bytes, Any]:
+        """Compress ``vol`` to ``.vxf`` bytes (raises TargetNotMet like the codecs); returns
+        the bytes and the neural fit report (None for classic codecs)."""
         if self.neural:
-            cfg = NeuralConfig.preset(self.name, **self.settings)
             t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
-            return compress_neural(vol, cfg, t, report=report)
-        return compress_volume(vol, get_codec(self.name, **self.settings), target)
+            return compress_field(vol, self.name, t, self.settings)
+        return compress_volume(vol, get_codec(self.name, **self.settings), target), None
+
+
+def with_settings(text: str, **extra: Any) -> str:
+    """``text`` with ``extra`` settings added when it names a neural method (classic codecs
+    are returned unchanged): ``with_settings("sci[fr=1.0]", time_budget=60)`` ->
+    ``"sci[fr=1.0,time_budget=60]"``. Used by benchmark scripts for a shared training budget."""
+    spec = MethodSpec.parse(text)
+    if not spec.neural or not extra:
+        return text
+    merged = {**spec.settings, **{k: v for k, v in extra.items() if v is not None}}
+    if not merged:
+        return spec.name
+    text_of = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in merged.items()}
+    return f"{spec.name}[{','.join(f'{k}={v}' for k, v in text_of.items())}]"

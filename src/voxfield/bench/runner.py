@@ -27,7 +27,6 @@ from voxfield.bench.memory import measure_call, run_isolated
 from voxfield.bench.methods import MethodSpec
 from voxfield.codecs.base import Target
 from voxfield.compress.api import decompress
-from voxfield.compress.neural import FitReport
 from voxfield.errors import TargetNotMet
 from voxfield.io import read_volume
 from voxfield.io.volume import Volume
@@ -55,17 +54,20 @@ def run_one(vol: Volume, dataset: str, method: str, target: Target, workdir: Pat
         "target": target.to_dict(),
         "original_bytes": int(vol.data.nbytes),
     }
-    report = FitReport(spec.name) if spec.neural else None
+    reports: list[Any] = []
 
     def encode() -> tuple[bytes, bool, str | None]:
         try:
-            return spec.encode(vol, target, report), True, None
+            blob, rep = spec.encode(vol, target)
+            reports.append(rep)
+            return blob, True, None
         except TargetNotMet as exc:
             if exc.best is None:
                 raise
             return exc.best, False, str(exc)
 
     (blob, hit, note), enc_s, enc_peak = measure_call(encode)
+    report = reports[0] if reports else None
     ratio_label = "lossless" if target.kind == "lossless" else f"{target.value:g}"
     path = workdir / f"{dataset}-{abs(hash(method))}-{ratio_label}.vxf"
     path.write_bytes(blob)

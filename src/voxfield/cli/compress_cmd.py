@@ -15,7 +15,7 @@ from voxfield.codecs.registry import available_codecs, get_codec
 from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.compress.classic import compress_volume, output_name
-from voxfield.compress.neural import METHODS, FitReport, NeuralConfig, compress_neural
+from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import check_writable, read_volume, write_volume
 from voxfield.io.atomic import write_bytes_atomic
@@ -75,10 +75,8 @@ def parse_settings(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, FitReport]:
+def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, Any]:
     """Neural compression with a rich progress bar over the fitting stages."""
-    cfg = NeuralConfig.preset(method, **settings)
-    rep = FitReport(method)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                         console=console.err, transient=True)
     tasks: dict[str, Any] = {}
@@ -89,14 +87,22 @@ def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[s
         progress.update(tasks[stage], completed=fraction)
 
     with progress:
-        blob = compress_neural(vol, cfg, target, progress=update, report=rep)
-    return blob, rep
+        return compress_field(vol, method, target, settings, progress=update)
+
+
+def describe_fit(method: str, rep: Any) -> str:
+    """One line about a neural fit for the command's summary."""
+    if method == "grid":
+        return (f"grid: {rep.levels} latent levels ({rep.latents:,} latents, {rep.latent_bytes:,} bytes), "
+                f"{rep.n_params} synthesis parameters, {rep.steps} steps")
+    return (f"{method}: {rep.n_blocks} block(s) in {rep.n_groups} group(s), {rep.n_params:,} parameters, "
+            f"{rep.steps} steps, weights at {rep.bits:.2f} bits")
 
 
 def compress(
     input: Annotated[Path, typer.Argument(help="Volume to compress (.mrc/.map(.gz), .tif, .ome.zarr, .npy, .npz, .h5).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .vxf file [default: INPUT.vxf].")] = None,
-    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(METHODS)} [default: {DEFAULT_METHOD}].")] = None,
+    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(NEURAL_METHODS)} [default: {DEFAULT_METHOD}].")] = None,
     codec: Annotated[str | None, typer.Option(help="Classic codec instead of a neural method: " + ", ".join(available_codecs()))] = None,
     ratio: Annotated[float | None, typer.Option(help="Target compression ratio (original bytes / file bytes).")] = None,
     max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound, in data units (classic codecs).")] = None,
@@ -124,16 +130,16 @@ def compress(
         raise OptionError(f"output must end in {container.SUFFIX} (got {out.name})")
     check_writable(out, overwrite=force)
     neural_method = None if codec is not None else (method or DEFAULT_METHOD)
-    if neural_method is not None and neural_method not in METHODS:
-        raise OptionError(f"unknown method {neural_method!r} (neural: {', '.join(METHODS)}; classic codecs with --codec)")
+    if neural_method is not None and neural_method not in NEURAL_METHODS:
+        raise OptionError(f"unknown method {neural_method!r} (neural: {', '.join(NEURAL_METHODS)}; classic codecs "
+                          "with --codec)")
     tol = tolerance if tolerance is not None else (0.02 if neural_method else 0.03)
     target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
     extra = parse_settings(settings)
     if neural_method is not None:
         extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
                                         ("seed", seed)) if v is not None})
-        cfg_check = NeuralConfig.preset(neural_method, **extra)  # unknown keys fail before reading
-        cfg_check.validate()
+        make_config(neural_method, **extra)  # unknown keys fail before reading
     c = get_codec(codec) if codec is not None else None
     vol = read_volume(input, axes=axes)
     t0 = time.perf_counter()
@@ -144,8 +150,7 @@ def compress(
     else:
         assert neural_method is not None
         blob, rep = run_neural(vol, neural_method, target or Target.ratio(64.0, tol), extra)
-        what = (f"{neural_method}: {rep.n_blocks} block(s) in {rep.n_groups} group(s), {rep.n_params:,} parameters, "
-                f"{rep.steps} steps, weights at {rep.bits:.2f} bits")
+        what = describe_fit(neural_method, rep)
     seconds = time.perf_counter() - t0
     write_bytes_atomic(out, blob, overwrite=force)
     r = vol.data.nbytes / len(blob)

@@ -14,16 +14,14 @@ from typing import Any
 import numpy as np
 
 from voxfield.compress import classic, container, neural
+from voxfield.compress.methods import NEURAL_DECODERS
 from voxfield.errors import FormatError
 from voxfield.io.volume import Volume
 
 Decoder = Callable[[container.VxfReader], Volume]
 
 #: method name -> decoder of a whole volume.
-DECODERS: dict[str, Decoder] = {
-    classic.METHOD: classic.decode_classic,
-    **{name: neural.decode_neural for name in neural.METHODS},
-}
+DECODERS: dict[str, Decoder] = {classic.METHOD: classic.decode_classic, **NEURAL_DECODERS}
 
 
 def decompress(source: str | os.PathLike[str] | bytes) -> Volume:
@@ -46,12 +44,21 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         vol = head.get("volume", {})
         shape = vol.get("shape", [])
         nbytes = int(np.prod(shape)) * np.dtype(vol.get("dtype", "u1")).itemsize if shape else 0
+        method = head.get("method", {})
+        summary: dict[str, Any] = {"name": method.get("name")}
+        if method.get("name") in neural.METHODS:
+            summary.update(_neural_summary(reader, method))
+        elif method.get("name") == "grid":
+            summary.update({k: method.get(k) for k in ("levels", "step", "steps", "lambda")})
+            summary["sections"] = {n: reader.section_info(n).size for n in reader.section_names}
+        else:
+            summary.update({k: v for k, v in method.items() if k != "name"})
         return {
             "file": str(Path(path)),
             "file_bytes": reader.size,
             "container_version": ".".join(map(str, reader.version)),
             "written_by": head.get("voxfield"),
-            "method": head.get("method"),
+            "method": summary,
             "original_name": vol.get("name"),
             "original_format": vol.get("meta", {}).get("format"),
             "shape": shape,
@@ -64,3 +71,32 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "ratio": nbytes / reader.size if reader.size else None,
             "sections": {n: reader.section_info(n).size for n in reader.section_names},
         }
+
+
+def _neural_summary(reader: container.VxfReader, method: dict[str, Any]) -> dict[str, Any]:
+    """Blocks, architectures and coding of a neural file, for ``voxfield info``."""
+    if method.get("constant"):
+        return {"constant": True}
+    from voxfield.compress.tables import unpack
+    from voxfield.fields.siren import siren_param_count
+
+    tab = unpack(reader.section("tables"))
+    layout = method.get("layout", {})
+    n_in, n_out = len(layout.get("coord_axes", [])), 1
+    for a in layout.get("out_axes", []):
+        n_out *= int(layout["shape"][a])
+    counts = np.bincount(tab["group"].astype(np.int64), minlength=len(method.get("groups", [])))
+    widths = [g["widths"] for g in method.get("groups", [])]
+    cfg = method.get("config", {})
+    params = sum(int(c) * siren_param_count(n_in, n_out, w, learn_frequency=bool(cfg.get("learn_frequency")))
+                 for c, w in zip(counts, widths, strict=True))
+    return {
+        "blocks": int(len(tab["group"])),
+        "architectures": [f"{int(c)} x {n_in}-{'-'.join(map(str, w))}-{n_out}" for c, w in zip(counts, widths, strict=True)],
+        "parameters": params,
+        "weight_bits": method.get("bits"),
+        "steps": method.get("steps"),
+        "partition": cfg.get("partition"),
+        "deblock": cfg.get("deblock"),
+        "coordinates": "".join(layout.get("axes", "")[i] for i in layout.get("coord_axes", [])),
+    }

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxfield import __version__
+from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Codec, Target
 from voxfield.codecs.registry import get_codec
 from voxfield.compress import container
@@ -45,7 +46,7 @@ def file_target(target: Target, nbytes: int, overhead: int) -> Target:
     if goal is None:
         return target
     budget = goal - overhead
-    tol_bytes = target.rtol * goal
+    tol_bytes = size_rtol(target) * goal
     if budget < 8:
         raise TargetNotMet(
             f"ratio {nbytes / goal:.4g} is out of reach: the file may hold {goal:.0f} bytes but the "
@@ -79,7 +80,7 @@ def compress_volume(vol: Volume, codec: Codec | str, target: Target | None = Non
         raise TargetNotMet(str(exc), best=best, achieved=achieved) from None
     blob = container.dumps(header, {_PAYLOAD: payload})
     goal = target.size_goal(vol.data.nbytes)
-    if goal is not None and abs(len(blob) - goal) > target.rtol * goal:
+    if goal is not None and abs(len(blob) - goal) > size_rtol(target) * goal:
         raise TargetNotMet(
             f"{codec.name}: file of {len(blob)} bytes misses the {goal:.0f}-byte goal by more than "
             f"{100 * target.rtol:.0f}%",

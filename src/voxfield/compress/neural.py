@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from voxfield import __version__
+from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.allocate import allocate, max_blocks_for_budget, plan_groups
@@ -246,7 +247,18 @@ def exact_groups(payload: bytes, code_rows: np.ndarray, group_widths: list[list[
                  n_in: int, n_out: int, cfg: NeuralConfig, bset: BlockSet) -> list[Group]:
     """Networks for inference, rebuilt from the coded weights exactly as a reader does
     (integer symbols, see :mod:`voxfield.fields.exact`)."""
-    codes = [weight_coding.TensorCode.from_row(r) for r in code_rows]
+    # element counts follow from the architecture (the table's float32 count column is
+    # exact only below 2**24 elements, so it is not trusted)
+    counts = []
+    for gi, widths in enumerate(group_widths):
+        nb, dims = int(np.count_nonzero(block_group == gi)), [n_in, *widths, n_out]
+        for layer in range(len(dims) - 1):
+            counts += [nb * dims[layer] * dims[layer + 1], nb * dims[layer + 1]]
+        if cfg.learn_frequency:
+            counts.append(nb * len(widths))
+    if len(counts) != len(code_rows):
+        raise ValueError("weight tables do not match the networks")
+    codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(code_rows, counts, strict=True)]
     syms = weight_coding.decode_symbols(payload, codes)
     pos, groups = 0, []
     for gi, widths in enumerate(group_widths):
@@ -342,7 +354,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         return blob
     device = resolve_device(cfg.device)
     goal = float(target.size_goal(vol.data.nbytes))  # type: ignore[arg-type]
-    tol = target.rtol * goal
+    tol = size_rtol(target) * goal  # keeps the *ratio* within ±rtol
     field_arr = layout.to_field(vol.data)
     n_in, n_out = field_arr.ndim - 1, field_arr.shape[-1]
     head_base = {"voxfield": __version__, "volume": volume_header(vol)}

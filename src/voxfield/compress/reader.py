@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container, neural
+from voxfield.compress import container
 from voxfield.compress.field_layout import FieldLayout
+from voxfield.compress.grid import GridField
+from voxfield.compress.methods import FIELD_LOADERS
 from voxfield.compress.neural_model import NeuralField
 from voxfield.errors import FormatError, OptionError
 from voxfield.io.volume import Volume
@@ -39,12 +41,12 @@ class VxfArray:
             self.shape: tuple[int, ...] = tuple(int(n) for n in desc["shape"])
             self.dtype = np.dtype(desc["dtype"])
             self.axes: str = desc["axes"]
-            self._field: NeuralField | None = None
+            self._field: NeuralField | GridField | None = None
             self._layout: FieldLayout | None = None
             self._full: np.ndarray | None = None
             name = reader.header.get("method", {}).get("name")
-            if name in neural.METHODS:
-                self._field, self._layout = neural.load_field(reader)
+            if name in FIELD_LOADERS:
+                self._field, self._layout = FIELD_LOADERS[name](reader)
             else:
                 from voxfield.compress.api import DECODERS
 

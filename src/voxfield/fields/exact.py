@@ -52,15 +52,29 @@ class ExactSiren:
     """
 
     def __init__(self, weight_symbols: Sequence[np.ndarray], weight_steps: Sequence[float],
-                 biases: Sequence[np.ndarray], frequencies: np.ndarray, activation: str) -> None:
+                 biases: Sequence[np.ndarray], frequencies: np.ndarray | None, activation: str,
+                 frac_bits: int | None = None, clip: float | None = None) -> None:
         self.w = [torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in weight_symbols]
         self.steps = [float(s) for s in weight_steps]
         self.b = [torch.from_numpy(np.asarray(b, dtype=np.float64)) for b in biases]
-        self.freq = torch.from_numpy(np.asarray(frequencies, dtype=np.float64))
+        n_hidden = len(self.w) - 1
+        freq = np.ones((int(self.w[0].shape[0]), n_hidden)) if frequencies is None else frequencies
+        self.freq = torch.from_numpy(np.asarray(freq, dtype=np.float64))
+        if activation not in ("sin", "cos", "relu"):
+            raise ValueError(f"unknown activation {activation!r}")
         self.activation = activation
         widths = [int(w.shape[2]) for w in self.w[:-1]]
-        self.frac_bits = frac_bits_for(widths, int(self.w[0].shape[1]))
+        self.frac_bits = frac_bits_for(widths, int(self.w[0].shape[1])) if frac_bits is None else int(frac_bits)
         self.scale_in = float(2.0**self.frac_bits)
+        # ReLU activations are unbounded: ``clip`` (chosen by the encoder from the largest
+        # activation it saw, with margin) keeps every integer product below 2**53.
+        self.clip = clip
+
+    def _fixed(self, v: torch.Tensor) -> torch.Tensor:
+        """Values on the fixed-point grid (integers in units of 2**-frac_bits)."""
+        if self.clip is not None:
+            v = v.clamp(-self.clip, self.clip)
+        return torch.round(v * self.scale_in)
 
     def forward_block(self, k: int, local: np.ndarray) -> np.ndarray:
         """Network ``k`` at local coordinates ``(N, in)`` -> ``(N, out)`` float32."""
@@ -69,15 +83,15 @@ class ExactSiren:
         x = np.zeros((rows, local.shape[1]), dtype=np.float64)
         x[:n] = local
         out = np.empty((n, int(self.w[-1].shape[2])), dtype=np.float32)
-        act = torch.sin if self.activation == "sin" else torch.cos
+        act = {"sin": torch.sin, "cos": torch.cos, "relu": torch.relu}[self.activation]
         last = len(self.w) - 1
         for lo in range(0, n, CHUNK):
-            h = torch.round(torch.from_numpy(x[lo : lo + CHUNK]) * self.scale_in)
+            h = self._fixed(torch.from_numpy(x[lo : lo + CHUNK]))
             for i in range(len(self.w)):
                 z = h @ self.w[i][k]  # exact: integer operands, integer partial sums < 2**53
                 pre = z * (self.steps[i] / self.scale_in) + self.b[i][k]
                 if i < last:
-                    h = torch.round(act(pre * self.freq[k, i]) * self.scale_in)
+                    h = self._fixed(act(pre * self.freq[k, i]))
                 else:
                     h = pre
             out[lo : lo + CHUNK] = h[: min(CHUNK, n - lo)].numpy().astype(np.float32)

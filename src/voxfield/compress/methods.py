@@ -1,0 +1,43 @@
+"""The neural methods by name: configuration, compression and decoding in one table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from voxfield.codecs.base import Target
+from voxfield.compress import grid, neural
+from voxfield.errors import OptionError
+from voxfield.io.volume import Volume
+
+#: Neural methods, default first.
+NEURAL_METHODS: tuple[str, ...] = ("sci", "siren", "grid")
+
+
+def make_config(method: str, **settings: Any) -> neural.NeuralConfig | grid.GridConfig:
+    """The validated configuration of ``method`` with ``settings`` over its defaults."""
+    if method == grid.METHOD:
+        cfg: neural.NeuralConfig | grid.GridConfig = grid.GridConfig.preset(method, **settings)
+    elif method in neural.METHODS:
+        cfg = neural.NeuralConfig.preset(method, **settings)
+    else:
+        raise OptionError(f"unknown method {method!r} (neural: {', '.join(NEURAL_METHODS)})")
+    cfg.validate()
+    return cfg
+
+
+def compress_field(vol: Volume, method: str, target: Target | None, settings: dict[str, Any] | None = None, *,
+                   progress: Callable[[str, float], None] | None = None) -> tuple[bytes, Any]:
+    """Compress ``vol`` with a neural method; returns the ``.vxf`` bytes and the fit report."""
+    cfg = make_config(method, **(settings or {}))
+    if isinstance(cfg, grid.GridConfig):
+        rep: Any = grid.GridReport()
+        return grid.compress_grid(vol, cfg, target, progress=progress, report=rep), rep
+    rep = neural.FitReport(method)
+    return neural.compress_neural(vol, cfg, target, progress=progress, report=rep), rep
+
+
+#: method name -> loader of a random-access field (None for constant volumes) and its layout
+FIELD_LOADERS = {**{m: neural.load_field for m in neural.METHODS}, grid.METHOD: grid.load_field}
+#: method name -> whole-volume decoder
+NEURAL_DECODERS = {**{m: neural.decode_neural for m in neural.METHODS}, grid.METHOD: grid.decode_grid}
