@@ -21,7 +21,7 @@ import voxfield
 from voxfield.bench.runner import machine_info
 from voxfield.codecs.base import Target
 from voxfield.compress.api import decompress
-from voxfield.compress.neural import FitReport, NeuralConfig, compress_neural
+from voxfield.compress.methods import compress_field
 from voxfield.io import read_volume
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "decode_speed")
     ap.add_argument("--input", default=None)
-    ap.add_argument("--methods", default="sci,siren")
+    ap.add_argument("--methods", default="sci,siren,grid")
+    ap.add_argument("--time-budget", type=float, default=None, help="training seconds (default: the methods' own)")
     args = ap.parse_args()
     from voxfield.bench.datasets import find_data_root
 
@@ -49,9 +50,9 @@ def main() -> None:
     rows = []
     rng = np.random.default_rng(0)
     for method in args.methods.split(","):
-        rep = FitReport(method)
         t0 = time.perf_counter()
-        blob = compress_neural(vol, NeuralConfig.preset(method), Target.ratio(128, 0.02), report=rep)
+        settings = {} if args.time_budget is None else {"time_budget": args.time_budget}
+        blob, rep = compress_field(vol, method, Target.ratio(128, 0.02), settings)
         enc = time.perf_counter() - t0
         full_s, full = timed(lambda: decompress(blob).data, 3)
         arr = voxfield.open(blob)
@@ -69,7 +70,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"input": str(src.name), "shape": list(vol.shape), "machine": machine_info(), "rows": rows,
-           "command": "python benchmarks/run_decode_speed.py"}
+           "command": "python benchmarks/run_decode_speed.py" + (
+               f" --time-budget {args.time_budget:g}" if args.time_budget else "")}
     (args.out / "results.json").write_text(json.dumps(doc, indent=1))
     lines = [f"# Decode speed on {src.name} {vol.shape} at 128x ({doc['machine']['cpu']}, "
              f"{doc['machine']['cores']} cores; median of repeated runs, seconds)", "",

@@ -155,6 +155,39 @@ def test_metrics_identical_files(example, capsys):
     assert d["max_abs_error"] == 0 and d["psnr_db"] == float("inf")
 
 
+def test_metrics_cryoem_report(example, tmp_path, capsys):
+    vxf = tmp_path / "m.vxf"
+    assert main(["compress", str(example), "-o", str(vxf), "--codec", "sz3", "--ratio", "32"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "cryo.json"
+    assert main(["metrics", str(example), str(vxf), "--cryoem", "--resolution", "3.2", "--json",
+                 "-o", str(report)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["ratio"] == pytest.approx(32, rel=0.03)
+    assert d["contour_source"] and d["contour"] > 0 and d["mask_voxels"] > 0
+    assert [b["band"] for b in d["density_bands"]][:3] == ["low", "medium", "high"]
+    assert d["psnr_mask_db"] != d["psnr_box_db"] and 20 < d["psnr_box_db"] < 120
+    assert d["fsc_0.5_A"] >= 2 * 1.05 - 1e-6 and d["fsc_at_resolution"] is not None
+    assert json.loads(report.read_text())["psnr_box_db"] == d["psnr_box_db"]
+    assert main(["metrics", str(example), str(vxf), "--cryoem", "--contour", "0.05"]) == 0
+    text = capsys.readouterr().out
+    assert "Relative error by density region" in text and "| high" in text.lower()
+    assert "PSNR" in text and "FSC" in text
+
+
+def test_metrics_cryoem_with_model_and_errors(tmp_path, capsys):
+    emd, pdb = shared_file("cryoem_maps/emd_3488.mrc"), shared_file("atomic_models/5ni1_updated.cif")
+    assert main(["metrics", str(emd), str(emd), "--cryoem", "--model", str(pdb), "--resolution", "3.2",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["cc_mask_original"] == pytest.approx(d["cc_mask_result"]) and d["cc_mask_original"] > 0.6
+    assert main(["metrics", str(emd), str(emd), "--cryoem", "--model", str(pdb)]) == 2  # no resolution
+    assert "--resolution" in capsys.readouterr().err
+    assert main(["metrics", str(emd), str(emd), "--resolution", "3.2"]) == 2  # without --cryoem
+    assert main(["metrics", str(emd), str(emd), "--cryoem", "--apix", "0"]) == 2
+    assert main(["metrics", str(emd), str(emd), "--cryoem", "--contour", "1e9"]) == 2  # empty mask
+
+
 def test_compare_writes_png(example, tmp_path):
     vxf = tmp_path / "f.vxf"
     assert main(["compress", str(example), "-o", str(vxf), "--codec", "zfp", "--ratio", "16"]) == 0

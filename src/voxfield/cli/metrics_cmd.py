@@ -10,7 +10,7 @@ import typer
 from voxfield.cli import console
 from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
-from voxfield.errors import DataError
+from voxfield.errors import DataError, OptionError
 from voxfield.io import read_volume, write_bytes_atomic
 from voxfield.io.volume import Volume
 from voxfield.metrics import compare, format_report
@@ -52,11 +52,27 @@ def metrics(
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Also save the JSON report here.")] = None,
     contour: Annotated[float | None, typer.Option(help="Density threshold for Acc(τ), Dice and IoU of masks.")] = None,
     axes: Annotated[str | None, typer.Option(help="Override both files' axis letters, e.g. ZYX.")] = None,
+    cryoem: Annotated[bool, typer.Option("--cryoem", help="Cryo-EM report: density bands (paper 000 Table 1), PSNR "
+                                         "in the contour mask and the box, FSC 0.5/0.143/0.9, CC_mask with --model.")
+                      ] = False,
+    model: Annotated[Path | None, typer.Option(help="Atomic model (PDB/mmCIF) for the map-model CC_mask "
+                                                    "(with --cryoem; needs --resolution).")] = None,
+    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å (FSC there; model low-pass).")
+                          ] = None,
+    apix: Annotated[float | None, typer.Option(help="Voxel size in Å, overriding the header (e.g. when it is 0).")
+                    ] = None,
 ) -> None:
     """PSNR (data range; dtype-max PSNR labelled separately), SSIM, max error, ratio, FSC
-    resolution and density-band errors for maps, mask scores at a contour."""
+    resolution and density-band errors for maps, mask scores at a contour; with ``--cryoem``
+    the cryo-EM quality report."""
     orig = read_volume(original, axes=axes)
     res, nbytes = load_result(result, axes)
+    if cryoem:
+        _cryoem(orig, res, nbytes, original, result, contour=contour, model=model, resolution=resolution, apix=apix,
+                as_json=as_json, out=out)
+        return
+    if model is not None or resolution is not None or apix is not None:
+        raise OptionError("--model, --resolution and --apix go with --cryoem")
     report = measure(orig, res, compressed_nbytes=nbytes, contour=contour)
     report = {"original": str(original), "result": str(result), **report}
     if out is not None:
@@ -67,3 +83,50 @@ def metrics(
         console.print_json(report)
     else:
         console.out.print(format_report(report))
+
+
+def _angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(z, y, x) voxel size and origin in Å of a 3-D map (``apix`` overrides the header)."""
+    if vol.data.ndim != 3 or set(vol.axes) != set("ZYX"):
+        raise DataError(f"the cryo-EM report needs a 3-D ZYX map, got axes {vol.axes} and shape {vol.shape}")
+    scale = {"nm": 10.0, "Å": 1.0, "A": 1.0, "angstrom": 1.0}.get(vol.unit, 1.0)
+    sp = tuple(vol.spacing_of(a) * scale for a in "ZYX")
+    org = tuple(vol.origin_of(a) * scale for a in "ZYX")
+    if apix is not None:
+        if not apix > 0:
+            raise OptionError(f"--apix must be > 0 Å, got {apix:g}")
+        org = tuple(o / s * apix if s > 0 else 0.0 for o, s in zip(org, sp, strict=True))
+        sp = (float(apix),) * 3
+    elif min(sp) <= 0:
+        raise DataError("the map's header gives a voxel size of 0; set it with --apix")
+    return sp, org
+
+
+def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, result: Path, *, contour: float | None,
+            model: Path | None, resolution: float | None, apix: float | None, as_json: bool, out: Path | None) -> None:
+    from voxfield.metrics.cryoem import cryoem_report, format_cryoem_report
+
+    if orig.shape != res.shape:
+        raise DataError(f"shapes differ: original {orig.shape}, result {res.shape}")
+    if model is not None and resolution is None:
+        raise OptionError("--model needs --resolution (the model map is low-passed to it)")
+    perm = [orig.axes.index(a) for a in "ZYX"] if set(orig.axes) == set("ZYX") else None
+    a = orig.data if perm is None else orig.data.transpose(perm)
+    b = res.data if perm is None else res.data.transpose(perm)
+    sp, org = _angstrom_frame(orig, apix)
+    rep = cryoem_report(a, b, sp, contour=contour, origin=org, model=None if model is None else str(model),
+                        resolution=resolution)
+    report: dict[str, Any] = {"original": str(original), "result": str(result), **rep}
+    if nbytes:
+        report["ratio"] = orig.data.nbytes / nbytes
+    if out is not None:
+        from voxfield.io.metajson import dumps
+
+        write_bytes_atomic(out, dumps(report).encode())
+    if as_json:
+        console.print_json(report)
+    else:
+        text = format_cryoem_report(rep)
+        if nbytes:
+            text = f"compression ratio: {report['ratio']:.2f} ({nbytes} bytes)\n" + text
+        console.out.print(text, markup=False, highlight=False)
