@@ -118,6 +118,9 @@ def compress(
     axes: Annotated[str | None, typer.Option(help="Override the input's axis letters, e.g. ZYX.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
     check: Annotated[bool, typer.Option(help="Decode the result and report PSNR and max error.")] = True,
+    fsc_target: Annotated[float | None, typer.Option("--fsc-target", help="Science-lossless: the highest ratio whose decoded map keeps FSC >= this (e.g. 0.9) out to --resolution.")] = None,
+    resolution: Annotated[float | None, typer.Option(help="With --fsc-target: the map's resolution in Å.")] = None,
+    apix: Annotated[float | None, typer.Option(help="With --fsc-target: voxel size in Å, overriding the header.")] = None,
 ) -> None:
     """Compress a volume into a self-describing .vxf file: a neural field (default) or a
     classic codec, at a target ratio (or an error bound for classic codecs)."""
@@ -135,6 +138,10 @@ def compress(
                           "with --codec)")
     tol = tolerance if tolerance is not None else (0.02 if neural_method else 0.03)
     target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
+    if fsc_target is not None and (target is not None or resolution is None):
+        raise OptionError("--fsc-target needs --resolution and no other target (--ratio, --max-error, ...)")
+    if fsc_target is None and (resolution is not None or apix is not None):
+        raise OptionError("--resolution and --apix go with --fsc-target")
     extra = parse_settings(settings)
     if neural_method is not None:
         extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
@@ -143,7 +150,10 @@ def compress(
     c = get_codec(codec) if codec is not None else None
     vol = read_volume(input, axes=axes)
     t0 = time.perf_counter()
-    if c is not None:
+    if fsc_target is not None:
+        assert resolution is not None
+        blob, what = _science_lossless(vol, c, neural_method, extra, fsc_target, resolution, apix, tol)
+    elif c is not None:
         with console.err.status(f"compressing with {c.name}…"):
             blob = compress_volume(vol, c, target)
         what = c.name
@@ -161,6 +171,37 @@ def compress(
         msg += (f"; PSNR {psnr(vol.data, dec.data):.2f} dB (data range), "
                 f"max |error| {max_abs_error(vol.data, dec.data):.4g}")
     console.out.print(msg)
+
+
+def _science_lossless(vol: Volume, codec: Any, neural_method: str | None, settings: dict[str, Any], threshold: float,
+                      resolution: float, apix: float | None, tol: float) -> tuple[bytes, str]:
+    """Run the FSC-target search and return the best file and a summary."""
+    from voxfield.cli.metrics_cmd import angstrom_frame
+    from voxfield.compress.science import Probe, science_lossless
+    from voxfield.errors import TargetNotMet
+
+    spacing, _ = angstrom_frame(vol, apix)
+    perm = [vol.axes.index(a) for a in "ZYX"]
+    name = codec.name if codec is not None else neural_method
+
+    def encode(target: Target) -> bytes:
+        if codec is not None:
+            return compress_volume(vol, codec, target)
+        assert neural_method is not None
+        return compress_field(vol, neural_method, target, settings)[0]
+
+    def show(p: Probe) -> None:
+        got = "not reached" if p.ratio is None else f"ratio {p.ratio:.1f}"
+        fsc_txt = "" if p.min_fsc is None else f", lowest FSC to {resolution:g} Å {p.min_fsc:.4f}"
+        console.err.print(f"  {name} at {p.target:.1f}x: {got}{fsc_txt} -> {'keeps' if p.passed else 'loses'} "
+                          f"FSC {threshold:g}", markup=False, highlight=False)
+
+    res = science_lossless(vol.data.transpose(perm), encode, lambda b: decompress_vxf(b).data.transpose(perm),
+                           spacing, resolution, threshold=threshold, tolerance=tol, on_probe=show)
+    if res.blob is None:
+        raise TargetNotMet(f"{name}: even {res.probes[0].target:g}x loses FSC {threshold:g} out to {resolution:g} Å")
+    return res.blob, (f"{name}, science-lossless: highest ratio keeping FSC >= {threshold:g} to {resolution:g} Å "
+                      f"(lowest FSC {res.min_fsc:.4f}; {len(res.probes)} compressions tried)")
 
 
 def decompress(

@@ -85,7 +85,7 @@ def metrics(
         console.out.print(format_report(report))
 
 
-def _angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(z, y, x) voxel size and origin in Å of a 3-D map (``apix`` overrides the header)."""
     if vol.data.ndim != 3 or set(vol.axes) != set("ZYX"):
         raise DataError(f"the cryo-EM report needs a 3-D ZYX map, got axes {vol.axes} and shape {vol.shape}")
@@ -113,7 +113,7 @@ def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, resul
     perm = [orig.axes.index(a) for a in "ZYX"] if set(orig.axes) == set("ZYX") else None
     a = orig.data if perm is None else orig.data.transpose(perm)
     b = res.data if perm is None else res.data.transpose(perm)
-    sp, org = _angstrom_frame(orig, apix)
+    sp, org = angstrom_frame(orig, apix)
     rep = cryoem_report(a, b, sp, contour=contour, origin=org, model=None if model is None else str(model),
                         resolution=resolution)
     report: dict[str, Any] = {"original": str(original), "result": str(result), **rep}
