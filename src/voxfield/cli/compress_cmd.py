@@ -17,7 +17,7 @@ from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.compress.classic import compress_volume, output_name
 from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.errors import FormatError, OptionError
-from voxfield.io import check_writable, read_volume, write_volume
+from voxfield.io import check_writable, read_volume
 from voxfield.io.atomic import write_bytes_atomic
 from voxfield.io.volume import Volume
 from voxfield.metrics import max_abs_error, psnr
@@ -215,8 +215,14 @@ def decompress(
         out = output or output_name(reader.header, input)
     check_writable(out, overwrite=force)
     t0 = time.perf_counter()
-    vol = decompress_vxf(input)
-    write_volume(vol, out, overwrite=force)
+    from voxfield.compress.stream import decompress_to_file
+
+    progress = Progress(TextColumn("decoding"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                        console=console.err, transient=True)
+    with progress:
+        task = progress.add_task("decode", total=1.0)
+        vol = decompress_to_file(input, out, overwrite=force,
+                                 progress=lambda f: progress.update(task, completed=f))
     console.out.print(f"{input} -> {out}: {' × '.join(map(str, vol.shape))} {vol.dtype.name} "
                       f"({vol.axes}), {time.perf_counter() - t0:.2f} s")
 
