@@ -95,6 +95,11 @@ def describe_fit(method: str, rep: Any) -> str:
     if method == "grid":
         return (f"grid: {rep.levels} latent levels ({rep.latents:,} latents, {rep.latent_bytes:,} bytes), "
                 f"{rep.n_params} synthesis parameters, {rep.steps} steps")
+    if method == "cryo-pe":
+        return (f"cryo-pe: threshold {rep.threshold:.4g} ({rep.threshold_source}), {rep.occupied:,} voxels occupied "
+                f"({100 * rep.occupied_fraction:.1f} %), occupancy {rep.occupancy_bytes:,} B ({rep.occupancy_coder}), "
+                f"widths {rep.widths}, {rep.n_params:,} parameters, {rep.steps} steps, {rep.loss} loss, "
+                f"weights at {rep.bits:.2f} bits")
     return (f"{method}: {rep.n_blocks} block(s) in {rep.n_groups} group(s), {rep.n_params:,} parameters, "
             f"{rep.steps} steps, weights at {rep.bits:.2f} bits")
 

@@ -6,18 +6,21 @@ from collections.abc import Callable
 from typing import Any
 
 from voxfield.codecs.base import Target
-from voxfield.compress import grid, neural
+from voxfield.compress import cryo_pe, grid, neural
 from voxfield.errors import OptionError
 from voxfield.io.volume import Volume
 
 #: Neural methods, default first.
-NEURAL_METHODS: tuple[str, ...] = ("sci", "siren", "grid")
+NEURAL_METHODS: tuple[str, ...] = ("sci", "siren", "grid", cryo_pe.METHOD)
 
 
-def make_config(method: str, **settings: Any) -> neural.NeuralConfig | grid.GridConfig:
+def make_config(method: str, **settings: Any) -> neural.NeuralConfig | grid.GridConfig | cryo_pe.CryoPEConfig:
     """The validated configuration of ``method`` with ``settings`` over its defaults."""
+    cfg: neural.NeuralConfig | grid.GridConfig | cryo_pe.CryoPEConfig
     if method == grid.METHOD:
-        cfg: neural.NeuralConfig | grid.GridConfig = grid.GridConfig.preset(method, **settings)
+        cfg = grid.GridConfig.preset(method, **settings)
+    elif method == cryo_pe.METHOD:
+        cfg = cryo_pe.CryoPEConfig.preset(method, **settings)
     elif method in neural.METHODS:
         cfg = neural.NeuralConfig.preset(method, **settings)
     else:
@@ -33,11 +36,16 @@ def compress_field(vol: Volume, method: str, target: Target | None, settings: di
     if isinstance(cfg, grid.GridConfig):
         rep: Any = grid.GridReport()
         return grid.compress_grid(vol, cfg, target, progress=progress, report=rep), rep
+    if isinstance(cfg, cryo_pe.CryoPEConfig):
+        crep = cryo_pe.CryoPEReport()
+        return cryo_pe.compress_cryo_pe(vol, cfg, target, progress=progress, report=crep), crep
     rep = neural.FitReport(method)
     return neural.compress_neural(vol, cfg, target, progress=progress, report=rep), rep
 
 
 #: method name -> loader of a random-access field (None for constant volumes) and its layout
-FIELD_LOADERS = {**{m: neural.load_field for m in neural.METHODS}, grid.METHOD: grid.load_field}
+FIELD_LOADERS = {**{m: neural.load_field for m in neural.METHODS}, grid.METHOD: grid.load_field,
+                 cryo_pe.METHOD: cryo_pe.load_field}
 #: method name -> whole-volume decoder
-NEURAL_DECODERS = {**{m: neural.decode_neural for m in neural.METHODS}, grid.METHOD: grid.decode_grid}
+NEURAL_DECODERS = {**{m: neural.decode_neural for m in neural.METHODS}, grid.METHOD: grid.decode_grid,
+                   cryo_pe.METHOD: cryo_pe.decode_cryo_pe}
