@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def open(path: str | os.PathLike[str] | bytes) -> VxfArray:  # noqa: A001 - documented API: voxfield.open("x.vxf")
+def open(path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> VxfArray:  # noqa: A001 - documented API: voxfield.open("x.vxf")
     """Open a ``.vxf`` file for random access: ``voxfield.open("x.vxf")[z0:z1, y0:y1, x0:x1]``
     returns a numpy array, decoding only what the request needs (see
-    :class:`voxfield.compress.reader.VxfArray`)."""
+    :class:`voxfield.compress.reader.VxfArray`). For a set of maps (``voxfield
+    compress-set``) ``member`` picks one: its number counted from 1, or its name."""
     from voxfield.compress.reader import open_vxf
 
-    return open_vxf(path)
+    return open_vxf(path, member)
 
 
 __all__ = ["Volume", "VoxfieldError", "__version__", "open", "read_volume", "write_volume"]

@@ -213,11 +213,14 @@ def decompress(
     input: Annotated[Path, typer.Argument(help=".vxf file made by voxfield compress.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file; its suffix picks the format [default: the original name with .decoded].")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
+    member: Annotated[str | None, typer.Option("--member", help="A set made by compress-set: the map to restore, by number counted from 1 (as `voxfield info` lists them) or by name.")] = None,
 ) -> None:
     """Decode a .vxf file back to the original format (or the format of -o's suffix)."""
+    from voxfield.compress.cryo_pe_set import member_header
+
     require_vxf(input)
     with container.VxfReader(input) as reader:
-        out = output or output_name(reader.header, input)
+        out = output or output_name(member_header(reader.header, member, input), input)
     check_writable(out, overwrite=force)
     t0 = time.perf_counter()
     from voxfield.compress.stream import decompress_to_file
@@ -227,7 +230,7 @@ def decompress(
     with progress:
         task = progress.add_task("decode", total=1.0)
         vol = decompress_to_file(input, out, overwrite=force,
-                                 progress=lambda f: progress.update(task, completed=f))
+                                 progress=lambda f: progress.update(task, completed=f), member=member)
     console.out.print(f"{input} -> {out}: {' × '.join(map(str, vol.shape))} {vol.dtype.name} "
                       f"({vol.axes}), {time.perf_counter() - t0:.2f} s")
 

@@ -61,6 +61,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
+def member_line(m: dict[str, Any]) -> str:
+    """One member of a set as a short line: name, shape, dtype, voxel size, threshold, occupancy."""
+    spacing = "x".join(f"{float(x):.4g}" for x in m.get("spacing") or [])
+    occ = m.get("occupancy_bytes")
+    return (f"{m.get('name')}: {' × '.join(map(str, m.get('shape') or []))} {m.get('dtype')}, voxel {spacing} "
+            f"{m.get('unit') or ''}, {m.get('original_bytes', 0):,} bytes, threshold {float(m.get('threshold') or 0):.4g}, "
+            f"{m.get('occupied') or 0:,} occupied" + (f" ({occ:,} B {m.get('occupancy_coder')})" if occ is not None else ""))
+
+
 def volume_info(vol: Volume, path: Path) -> dict[str, Any]:
     """Everything ``info`` reports about a volume, JSON-ready."""
     check_finite(vol.data, path)
@@ -92,6 +101,10 @@ def info(
             return
         t = Table(title=f"{file} (voxfield compressed)", show_header=False, title_justify="left")
         for k, v in d.items():
+            if k == "members":  # a set (compress-set): one row per map
+                for m in v:
+                    t.add_row(f"member {m['member']}", member_line(m))
+                continue
             t.add_row(k, _short(v) if not isinstance(v, float) else f"{v:.4g}")
         console.out.print(t)
         return

@@ -11,6 +11,7 @@ from voxfield.cli import console
 from voxfield.cli.bench_cmd import bench
 from voxfield.cli.compare_cmd import compare
 from voxfield.cli.compress_cmd import compress, decompress
+from voxfield.cli.compress_set_cmd import compress_set
 from voxfield.cli.decode_cmd import decode
 from voxfield.cli.demo import demo
 from voxfield.cli.info import info
@@ -43,6 +44,7 @@ def _root(
 app.command()(info)
 app.command()(metrics)
 app.command()(compress)
+app.command(name="compress-set")(compress_set)
 app.command()(decompress)
 app.command()(decode)
 app.command()(compare)

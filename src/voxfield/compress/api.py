@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress import classic, container, neural
+from voxfield.compress import classic, container, cryo_pe_set, neural
 from voxfield.compress.methods import NEURAL_DECODERS
 from voxfield.errors import FormatError
 from voxfield.io.volume import Volume
@@ -24,11 +24,16 @@ Decoder = Callable[[container.VxfReader], Volume]
 DECODERS: dict[str, Decoder] = {classic.METHOD: classic.decode_classic, **NEURAL_DECODERS}
 
 
-def decompress(source: str | os.PathLike[str] | bytes) -> Volume:
+def decompress(source: str | os.PathLike[str] | bytes, member: int | str | None = None) -> Volume:
     """Decode a whole ``.vxf`` file (path or bytes) to a :class:`Volume` with the original
-    shape, dtype, axes, spacing, origin and format header."""
+    shape, dtype, axes, spacing, origin and format header.
+
+    A set of maps (``voxfield compress-set``) needs ``member``: its number counted from 1,
+    or its name (:func:`voxfield.compress.cryo_pe_set.member_index`)."""
     with container.VxfReader(source) as reader:
         name = reader.header.get("method", {}).get("name")
+        if name == cryo_pe_set.METHOD or member is not None:
+            return cryo_pe_set.decode_member(reader, member)
         if name not in DECODERS:
             raise FormatError(
                 f"unknown compression method {name!r} (this voxfield decodes: {', '.join(DECODERS)})",
@@ -51,9 +56,13 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         elif method.get("name") == "grid":
             summary.update({k: method.get(k) for k in ("levels", "step", "steps", "lambda")})
             summary["sections"] = {n: reader.section_info(n).size for n in reader.section_names}
+        elif method.get("name") == cryo_pe_set.METHOD:
+            summary.update(cryo_pe_set.set_summary(method))
+            members = cryo_pe_set.describe_members(reader)
+            nbytes = sum(m["original_bytes"] for m in members)
         else:
             summary.update({k: v for k, v in method.items() if k != "name"})
-        return {
+        out: dict[str, Any] = {
             "file": str(Path(path)),
             "file_bytes": reader.size,
             "container_version": ".".join(map(str, reader.version)),
@@ -71,6 +80,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "ratio": nbytes / reader.size if reader.size else None,
             "sections": {n: reader.section_info(n).size for n in reader.section_names},
         }
+        if method.get("name") == cryo_pe_set.METHOD:
+            out["members"] = members
+        return out
 
 
 def _neural_summary(reader: container.VxfReader, method: dict[str, Any]) -> dict[str, Any]:

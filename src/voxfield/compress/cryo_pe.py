@@ -71,7 +71,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import constriction
 import numpy as np
@@ -399,6 +399,12 @@ class _Samples:
                 mm.close()
 
 
+class _Stored(Protocol):
+    """What the weight coder needs of a network: its stored tensors in file order."""
+
+    def stored_tensors(self, fold_latent: bool) -> list[np.ndarray]: ...
+
+
 def weighted_mse(pred: torch.Tensor, y: torch.Tensor, mean_abs: float, *, error_weight: float = 3.0,
                  quantile: float = 0.9) -> torch.Tensor:
     """The paper's weighted MSE (equations 3-6, module docstring); ``mean_abs`` = E[|y|] of
@@ -415,14 +421,33 @@ def weighted_mse(pred: torch.Tensor, y: torch.Tensor, mean_abs: float, *, error_
 
 def _train(net: NerfMLP, samples: _Samples, shape: Sequence[int], cfg: CryoPEConfig, device: torch.device,
            train_budget: float, progress: Callable[[str, float], None] | None) -> tuple[int, float]:
+    n_chunk = min(cfg.chunk_points, samples.n)
+
+    def draw(rng: np.random.Generator) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        flat, yv = samples.chunk(n_chunk, rng)
+        x = torch.as_tensor(_coords01(flat, shape), dtype=torch.float32, device=device)
+        return (x,), torch.as_tensor(yv, dtype=torch.float32, device=device)
+
+    return train_chunked(net, draw, n_chunk, cfg, device, train_budget, progress)
+
+
+def train_chunked(net: torch.nn.Module, draw: Callable[[np.random.Generator], tuple[tuple[torch.Tensor, ...], torch.Tensor]],
+                  n_chunk: int, cfg: CryoPEConfig, device: torch.device, train_budget: float,
+                  progress: Callable[[str, float], None] | None) -> tuple[int, float]:
+    """The training loop of ``cryo-pe`` (module docstring, step 6), shared with the joint
+    model of :mod:`voxfield.compress.cryo_pe_set`.
+
+    ``draw(rng)`` returns the next chunk: the network's input tensors (each ``(n, ...)``)
+    and the targets ``(n,)``; one pass of ``n_chunk // batch`` random batches runs over it,
+    ``net(*inputs[pick])`` giving the predictions. Returns (steps, last loss)."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed + 2)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     total = cfg.steps or 10**9
     step, t0, last = 0, time.perf_counter(), float("nan")
-    chunk_x = chunk_y = None
+    chunk_x: tuple[torch.Tensor, ...] | None = None
+    chunk_y: torch.Tensor | None = None
     chunk_left, mean_abs = 0, 1.0
-    n_chunk = min(cfg.chunk_points, samples.n)
     while step < total:
         if cfg.steps is None:
             if step == 20:
@@ -432,9 +457,7 @@ def _train(net: NerfMLP, samples: _Samples, shape: Sequence[int], cfg: CryoPECon
                 total = step  # slower than measured (a busy machine): stop on time
                 break
         if chunk_left <= 0:  # next chunk: one pass of batches over it
-            flat, yv = samples.chunk(n_chunk, rng)
-            chunk_x = torch.as_tensor(_coords01(flat, shape), dtype=torch.float32, device=device)
-            chunk_y = torch.as_tensor(yv, dtype=torch.float32, device=device)
+            chunk_x, chunk_y = draw(rng)
             mean_abs = float(chunk_y.abs().mean())
             chunk_left = max(1, n_chunk // cfg.batch)
         assert chunk_x is not None and chunk_y is not None
@@ -443,7 +466,7 @@ def _train(net: NerfMLP, samples: _Samples, shape: Sequence[int], cfg: CryoPECon
         for pg in opt.param_groups:
             pg["lr"] = lr
         pick = torch.randint(0, len(chunk_y), (min(cfg.batch, len(chunk_y)),), generator=gen).to(device)
-        pred = net(chunk_x[pick])
+        pred = net(*(t[pick] for t in chunk_x))
         y = chunk_y[pick]
         if cfg.loss == "weighted":
             loss = weighted_mse(pred, y, mean_abs, error_weight=cfg.error_weight, quantile=cfg.error_quantile)
@@ -468,6 +491,11 @@ def _fixed_point(net: NerfMLP, samples: _Samples, shape: Sequence[int], n_in: in
     rec: list[float] = [1.0]
     with torch.no_grad():
         net(torch.as_tensor(_coords01(flat, shape), dtype=torch.float32, device=device), record=rec)
+    return fixed_point_for(rec, n_in, widths)
+
+
+def fixed_point_for(rec: Sequence[float], n_in: int, widths: Sequence[int]) -> tuple[int, float]:
+    """Fixed-point bits and clip from the recorded largest activations ``rec`` (4x margin)."""
     clip = float(2.0 ** math.ceil(math.log2(max(4.0 * max(rec), 1.0))))
     fb = frac_bits_for(max(n_in, *widths), clip)
     if fb < 8:
@@ -475,12 +503,12 @@ def _fixed_point(net: NerfMLP, samples: _Samples, shape: Sequence[int], n_in: in
     return fb, clip
 
 
-def _encode_weights(net: NerfMLP, fold: bool, bits: float) -> tuple[bytes, np.ndarray]:
+def _encode_weights(net: _Stored, fold: bool, bits: float) -> tuple[bytes, np.ndarray]:
     payload, codes = weight_coding.encode(net.stored_tensors(fold), bits)
     return payload, np.array([c.to_row() for c in codes], dtype=np.float32)
 
 
-def _land_bits(net: NerfMLP, fold: bool, weight_bytes: float, tol: float
+def _land_bits(net: _Stored, fold: bool, weight_bytes: float, tol: float
                ) -> tuple[float, bytes | None, np.ndarray | None]:
     """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol`` (the
     search of :func:`voxfield.compress.neural._land_bits`)."""
@@ -513,6 +541,59 @@ def _method_header(cfg: CryoPEConfig, layout: FieldLayout, extra: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------- compress
+@dataclass
+class Occupancy:
+    """Threshold, occupancy map and the constants of one map (module docstring, steps 1-3)."""
+
+    threshold: float
+    source: str  # "auto" or "given"
+    mask: np.ndarray  # occupied voxels (bool, the map's shape)
+    occupied: int
+    fill: float  # mean of the below-threshold values (map units)
+    peak: float  # largest |value| of the occupied voxels: the network predicts value / peak
+    y_range: tuple[float, float]  # range of value / peak over the occupied voxels
+    payloads: dict[str, bytes]  # occupancy bytes per coder tried
+    coder: str  # the one kept (smallest)
+
+    @property
+    def payload(self) -> bytes:
+        return self.payloads[self.coder]
+
+
+def plan_occupancy(vol: Volume, threshold: float | None, occupancy_coder: str) -> Occupancy:
+    """Threshold (given, or the automatic contour), occupancy map coded with
+    ``occupancy_coder`` (``auto``: the smallest of the three), fill constant and peak of a
+    3-D map. Raises :class:`DataError` when no threshold is found or no voxel is occupied."""
+    from voxfield.metrics.cryoem import auto_contour
+
+    data = vol.data
+    if threshold is None:
+        spacing = vol.spacing if vol.spacing and len(vol.spacing) == 3 else 1.0
+        try:
+            thr = float(auto_contour(data, spacing))
+        except DataError as exc:
+            raise DataError(f"cryo-pe: no automatic threshold ({exc.message}); give threshold=") from None
+        source = "auto"
+    else:
+        thr, source = float(threshold), "given"
+    mask = data > thr
+    n_occ = int(np.count_nonzero(mask))
+    if n_occ == 0:
+        raise DataError(f"cryo-pe: threshold {thr:.6g} is at or above the map maximum {float(data.max()):.6g}: "
+                        "no voxel is occupied")
+    below = data[~mask]
+    fill = float(below.astype(np.float64).mean()) if below.size else thr
+    del below
+    occ_vals = data[mask]
+    peak = float(np.abs(occ_vals).max()) or 1.0
+    y_lo, y_hi = float(occ_vals.min()) / peak, float(occ_vals.max()) / peak
+    del occ_vals
+    coders = ("gzip", "zstd", "context") if occupancy_coder == "auto" else (occupancy_coder,)
+    sizes: dict[str, bytes] = {c: encode_occupancy(mask, c) for c in coders}
+    coder = min(sizes, key=lambda c: (len(sizes[c]), coders.index(c)))
+    return Occupancy(thr, source, mask, n_occ, fill, peak, (y_lo, y_hi), sizes, coder)
+
+
 def _check_volume(vol: Volume) -> None:
     check_array(vol.data, vol.meta.get("source"))
     if vol.data.ndim != 3 or len(vol.axes) != 3 or set(vol.axes) != set("ZYX"):
@@ -529,7 +610,6 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
     occupied voxel; :class:`TargetNotMet` when the occupancy map and the smallest network do
     not fit in the budget."""
     from voxfield.compress.neural import default_time_budget, resolve_device
-    from voxfield.metrics.cryoem import auto_contour
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -551,31 +631,10 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
     shape = tuple(int(n) for n in data.shape)
 
     # --- threshold, occupancy, constant
-    if cfg.threshold is None:
-        spacing = vol.spacing if vol.spacing and len(vol.spacing) == 3 else 1.0
-        try:
-            thr = float(auto_contour(data, spacing))
-        except DataError as exc:
-            raise DataError(f"cryo-pe: no automatic threshold ({exc.message}); give threshold=") from None
-        source = "auto"
-    else:
-        thr, source = float(cfg.threshold), "given"
-    mask = data > thr
-    n_occ = int(np.count_nonzero(mask))
-    if n_occ == 0:
-        raise DataError(f"cryo-pe: threshold {thr:.6g} is at or above the map maximum {float(data.max()):.6g}: "
-                        "no voxel is occupied")
-    below = data[~mask]
-    fill = float(below.astype(np.float64).mean()) if below.size else thr
-    del below
-    occ_vals = data[mask]
-    peak = float(np.abs(occ_vals).max()) or 1.0
-    y_lo, y_hi = float(occ_vals.min()) / peak, float(occ_vals.max()) / peak
-    del occ_vals
-    coders = ("gzip", "zstd", "context") if cfg.occupancy_coder == "auto" else (cfg.occupancy_coder,)
-    sizes: dict[str, bytes] = {c: encode_occupancy(mask, c) for c in coders}
-    coder = min(sizes, key=lambda c: (len(sizes[c]), coders.index(c)))
-    occ_payload = sizes[coder]
+    occ = plan_occupancy(vol, cfg.threshold, cfg.occupancy_coder)
+    thr, source, mask, n_occ, fill, peak = occ.threshold, occ.source, occ.mask, occ.occupied, occ.fill, occ.peak
+    y_lo, y_hi = occ.y_range
+    sizes, coder, occ_payload = occ.payloads, occ.coder, occ.payload
     if progress is not None:
         progress("occupancy", 1.0)
 

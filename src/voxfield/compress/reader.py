@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container
+from voxfield.compress import container, cryo_pe_set
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.compress.grid import GridField
 from voxfield.compress.methods import FIELD_LOADERS
@@ -29,13 +29,18 @@ class VxfArray:
 
     ``shape``, ``dtype``, ``axes``, ``ndim`` describe the original volume; indexing with
     integers, slices (any step) and ``...`` returns a numpy array like the same indexing of
-    the decoded volume would."""
+    the decoded volume would. ``member`` picks one map of a set (``voxfield compress-set``:
+    its number counted from 1, or its name); ``header`` is then that member's view (its
+    ``volume`` entry in place of the set's)."""
 
-    def __init__(self, path: str | os.PathLike[str] | bytes) -> None:
+    def __init__(self, path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> None:
         with container.VxfReader(path) as reader:
             self.header = reader.header
             self.path = reader.path
-            desc = reader.header.get("volume")
+            is_set = reader.header.get("method", {}).get("name") == cryo_pe_set.METHOD
+            if is_set or member is not None:
+                self.header = cryo_pe_set.member_header(reader.header, member, reader.path)
+            desc = self.header.get("volume")
             if not isinstance(desc, dict) or "shape" not in desc:
                 raise FormatError("corrupt .vxf header (no volume description)", reader.path)
             self.shape: tuple[int, ...] = tuple(int(n) for n in desc["shape"])
@@ -45,7 +50,9 @@ class VxfArray:
             self._layout: FieldLayout | None = None
             self._full: np.ndarray | None = None
             name = reader.header.get("method", {}).get("name")
-            if name in FIELD_LOADERS:
+            if is_set:
+                self._field, self._layout = cryo_pe_set.load_member_field(reader, member)
+            elif name in FIELD_LOADERS:
                 self._field, self._layout = FIELD_LOADERS[name](reader)
             else:
                 from voxfield.compress.api import DECODERS
@@ -187,8 +194,8 @@ class VxfArray:
         return Volume(data, axes, tuple(sp), desc.get("unit", "px"), tuple(org), meta)
 
 
-def open_vxf(path: str | os.PathLike[str] | bytes) -> VxfArray:
-    """Open a ``.vxf`` file for random access (see :class:`VxfArray`)."""
+def open_vxf(path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> VxfArray:
+    """Open a ``.vxf`` file for random access (see :class:`VxfArray`; ``member`` for a set)."""
     if not isinstance(path, (bytes, bytearray)) and not Path(path).exists():
         raise FormatError("no such file", path)
-    return VxfArray(path)
+    return VxfArray(path, member)

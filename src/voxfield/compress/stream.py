@@ -36,19 +36,19 @@ def slab_ranges(shape: tuple[int, ...], itemsize: int, slab_bytes: int = SLAB_BY
 
 def decompress_to_file(src: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False,
                        stream_above: int = STREAM_ABOVE, slab_bytes: int = SLAB_BYTES,
-                       progress: Callable[[float], None] | None = None) -> Volume:
+                       progress: Callable[[float], None] | None = None, member: int | str | None = None) -> Volume:
     """Decode ``src`` (.vxf) and write it to ``out`` (format from the suffix, atomically).
 
     Random-access (neural) files larger than ``stream_above`` bytes are decoded slab by slab
     into a memory-mapped temporary array. Returns the written Volume (its data may be that
     memory map, valid until the function returns, so callers should use only its
-    description)."""
+    description). ``member`` picks one map of a set (``voxfield compress-set``)."""
     from voxfield.compress.api import decompress as decompress_vxf
 
-    arr = open_vxf(src)
+    arr = open_vxf(src, member)
     nbytes = int(np.prod(arr.shape, dtype=np.int64)) * arr.dtype.itemsize
     if not arr.random_access or nbytes <= stream_above or len(arr.shape) < 2:
-        vol = decompress_vxf(src)
+        vol = decompress_vxf(src, member)
         write_volume(vol, out, overwrite=overwrite)
         if progress is not None:
             progress(1.0)

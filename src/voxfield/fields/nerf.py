@@ -103,10 +103,15 @@ class NerfMLP(nn.Module):
                 lin.bias.copy_((torch.rand(lin.bias.shape, generator=gen) * 2 - 1) * bound)
             self.layers.append(lin)
 
-    def forward(self, coords: torch.Tensor, *, record: list[float] | None = None) -> torch.Tensor:
-        """``(N, 3)`` coordinates in [0, 1] -> ``(N,)``; ``record`` collects max |activation|."""
+    def forward(self, coords: torch.Tensor, *, record: list[float] | None = None,
+                latent: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, 3)`` coordinates in [0, 1] -> ``(N,)``; ``record`` collects max |activation|.
+        ``latent`` (``(N, latent_dim)``), when given, replaces the map's own latent vector row
+        by row (the joint model of several maps, :mod:`voxfield.compress.cryo_pe_set`)."""
         h = positional_encoding(coords, self.n_freq)
-        if self.latent.numel():
+        if latent is not None:
+            h = torch.cat([h, latent], dim=-1)
+        elif self.latent.numel():
             h = torch.cat([h, self.latent.expand(len(h), -1)], dim=-1)
         for (kind, _, _), lin in zip(self.plan, self.layers, strict=True):
             z = lin(h)
