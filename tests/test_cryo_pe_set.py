@@ -230,3 +230,13 @@ def test_cli_option_errors(maps, tmp_path, capsys):
                  "--steps", "5"]) == 2
     assert "out of reach" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_decode_command_takes_a_member(set_file, tmp_path):
+    out = tmp_path / "part.npy"
+    assert main(["decode", str(set_file), "--member", "2", "--roi", "2:9,3:11,0:6", "-o", str(out)]) == 0
+    expected = voxfield.open(set_file, member=2)[2:9, 3:11, 0:6]
+    np.testing.assert_array_equal(np.load(out), expected)
+    assert main(["decode", str(set_file), "--member", "9", "--roi", "0:2,0:2,0:2", "-o",
+                 str(tmp_path / "bad.npy")]) == 2
+    assert not (tmp_path / "bad.npy").exists()

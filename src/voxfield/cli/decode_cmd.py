@@ -74,6 +74,7 @@ def decode(
     step: Annotated[int | None, typer.Option(help="Preview: every k-th voxel along every non-channel axis.")] = None,
     coords: Annotated[Path | None, typer.Option(help=".npy of shape (P, n) voxel positions along the non-channel axes (fractional allowed).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
+    member: Annotated[str | None, typer.Option(help="For a set made by compress-set: the map to decode (number from 1, or file name).")] = None,
 ) -> None:
     """Decode a region, a slice, a strided preview or a list of points of a .vxf file."""
     chosen = [n for n, v in (("--roi", roi), ("--slice", slice_), ("--step", step), ("--coords", coords)) if v is not None]
@@ -82,7 +83,7 @@ def decode(
     require_vxf(input)
     check_writable(output, overwrite=force)
     t0 = time.perf_counter()
-    arr = open_vxf(input)
+    arr = open_vxf(input, member=member)
     if coords is not None:
         try:
             pts = np.load(coords, allow_pickle=False)
