@@ -175,3 +175,14 @@ def test_weights_are_8_bit_or_more(encoded):
 
     for blob in encoded.values():
         assert VxfReader(blob).header["method"]["bits"] >= 8
+
+
+def test_none_spelled_settings_mean_the_none_choice():
+    """``--set partition=none`` / ``sci[deblock=none]`` parse "none" as None; it must mean
+    the "none" choice, not an invalid value."""
+    from voxfield.bench.methods import MethodSpec
+
+    cfg = NeuralConfig.preset("sci", partition=None, deblock=None)
+    cfg.validate()
+    assert cfg.partition == "none" and cfg.deblock == "none"
+    assert MethodSpec.parse("sci[partition=none,deblock=none,overlap=0]").settings["partition"] is None

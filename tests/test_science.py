@@ -86,3 +86,16 @@ def test_cli_fsc_target(tmp_path, capsys):
     assert main(["compress", m, "-o", str(bad), "--codec", "sz3", "--resolution", "3.2"]) == 2
     assert main(["compress", m, "-o", str(bad), "--codec", "sz3", "--fsc-target", "0.9", "--resolution", "1.0"]) == 2
     assert not bad.exists()
+
+
+def test_search_starts_at_the_codecs_lowest_ratio(vol):
+    """A codec whose finest setting already compresses 12x is searched from there."""
+    def encode(target: Target) -> bytes:
+        if target.value < 12:
+            raise TargetNotMet("below range", achieved=12.5)
+        return compress_volume(vol, get_codec("sperr"), target)
+
+    res = science_lossless(vol.data, encode, lambda b: decompress(b).data, 1.05, 3.2, start=4, precision=0.2)
+    assert res.ratio is not None and res.ratio > 12
+    assert res.probes[0].target == 4 and res.probes[0].min_fsc is None and not res.probes[0].passed
+    assert any(p.passed and p.target > 12 for p in res.probes)

@@ -577,11 +577,13 @@ def compress_grid(vol: Volume, cfg: GridConfig, target: Target | None = None, *,
     total = cfg.steps or 10**9
     t0 = time.perf_counter()
     step = 0
+    recheck = 20
     train_budget = budget / (1.0 + cfg.finetune_fraction) - (t0 - t_start)  # the warm start counts too
     while step < total:
-        if cfg.steps is None and step == 20:
-            pace = (time.perf_counter() - t0) / 20
-            total = max(40, int(train_budget / pace))
+        if cfg.steps is None and step == recheck:  # pace re-measured every 5 % of the run
+            pace = (time.perf_counter() - t0) / step
+            total = max(40, step + 1, int(step + (train_budget - (time.perf_counter() - t0)) / pace))
+            recheck = step + max(20, total // 20)
         frac = step / max(total, 1) if cfg.steps is not None or step >= 20 else 0.0
         lr = cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for pg in opt.param_groups:

@@ -108,6 +108,9 @@ class NeuralConfig:
         bad = set(overrides) - set(asdict(base))
         if bad:
             raise OptionError(f"unknown option(s) for {method}: {', '.join(sorted(bad))}")
+        for key in ("partition", "deblock"):  # "--set deblock=none" arrives as None
+            if key in overrides and overrides[key] is None:
+                overrides[key] = "none"
         return replace(base, **overrides)
 
     def validate(self) -> None:

@@ -121,7 +121,7 @@ def train(groups: list[GroupData], *, steps: int | None, samples: int, optimizer
 
     With ``steps=None`` the run takes as many steps as fit in ``time_budget`` seconds
     (range test included): the count is first estimated from the range test's pace and
-    re-estimated from the measured pace after the first 5 % of the run. ``lrs`` forces
+    re-estimated from the measured pace after every 5 % of the run. ``lrs`` forces
     per-group rates (after a range test, and for fine-tuning). ``on_step(step, total)``
     reports progress."""
     if optimizer not in ("auto", "adam", "prodigy"):
@@ -156,8 +156,11 @@ def train(groups: list[GroupData], *, steps: int | None, samples: int, optimizer
     step = 0
     while step < total:
         if step == recheck and time_budget is not None:
+            # re-estimated every 5 % of the run from the pace so far, so that a machine that
+            # slows down (other work on its cores) still ends near the budget
             measured = (time.perf_counter() - t_loop) / step
             total = max(step + 1, int(step + (time_budget - (time.perf_counter() - t_start)) / measured))
+            recheck = step + max(20, total // 20)
         for g, opt, rate in zip(groups, opts, lrs, strict=True):
             for pg in opt.param_groups:
                 pg["lr"] = _lr_at(step, total, rate, warmup)

@@ -3,7 +3,8 @@ keeps the Fourier shell correlation with the original at or above a threshold (0
 default) in every shell out to the map's resolution.
 
 The search is a geometric bisection over the target ratio: ratios double from ``start``
-until one fails (or ``max_ratio`` is reached), then the interval between the last ratio
+(or from the lowest ratio the codec reaches, when that is higher) until one fails (or
+``max_ratio`` is reached), then the interval between the last ratio
 that kept the FSC and the first that lost it is halved (in log ratio) until its ends are
 within ``precision`` of each other. Each probe compresses and decodes the whole map with
 the chosen codec or neural method, so the cost is about ``log2(max/start) + log2(1/precision)``
@@ -129,9 +130,15 @@ def science_lossless(
         if probe(r):
             lo = r
             r *= 2.0
-        else:
-            hi = r
-            break
+            continue
+        last = res.probes[-1]
+        if lo is None and last.min_fsc is None and last.ratio is not None and last.ratio > r * (1 + tolerance):
+            # the codec's lowest ratio lies above this one (e.g. HEVC at its finest CRF):
+            # start again from there instead of calling the map lost
+            r = last.ratio * (1 + 2 * tolerance)
+            continue
+        hi = r
+        break
     if lo is None:
         res.probes.sort(key=lambda p: p.target)
         return res  # even the starting ratio loses the FSC: no file
