@@ -510,29 +510,8 @@ def _encode_weights(net: _Stored, fold: bool, bits: float) -> tuple[bytes, np.nd
 
 def _land_bits(net: _Stored, fold: bool, weight_bytes: float, tol: float
                ) -> tuple[float, bytes | None, np.ndarray | None]:
-    """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol`` (the
-    search of :func:`voxfield.compress.neural._land_bits`)."""
-    lo, hi = weight_coding.MIN_BITS, 16.0
-    p_lo, c_lo = _encode_weights(net, fold, lo)
-    if len(p_lo) > weight_bytes + 0.5 * tol:
-        return lo, None, None
-    best = (abs(len(p_lo) - weight_bytes), lo, p_lo, c_lo)
-    p_hi, c_hi = _encode_weights(net, fold, hi)
-    if len(p_hi) <= weight_bytes:
-        return hi, p_hi, c_hi
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        p, c = _encode_weights(net, fold, mid)
-        miss = abs(len(p) - weight_bytes)
-        if miss < best[0] and len(p) <= weight_bytes + 0.5 * tol:
-            best = (miss, mid, p, c)
-        if miss <= 0.25 * tol:
-            break
-        if len(p) > weight_bytes:
-            hi = mid
-        else:
-            lo = mid
-    return best[1], best[2], best[3]
+    """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol``."""
+    return weight_coding.land_bits(lambda b: _encode_weights(net, fold, b), weight_bytes, tol)
 
 
 def _method_header(cfg: CryoPEConfig, layout: FieldLayout, extra: dict[str, Any]) -> dict[str, Any]:
@@ -793,6 +772,26 @@ class CryoPEField:
         return self._to_layout(vals)[:, None]
 
 
+def exact_network(plan: list[tuple[int, int, int]], syms: list[np.ndarray], codes: list[weight_coding.TensorCode],
+                  pos: int, latent: np.ndarray | None, n_pe: int, n_freq: int, frac_bits: int,
+                  clip: float) -> ExactNerf:
+    """The exact decoder of stored layers ``syms[pos:]`` (weight, bias pairs along ``plan``);
+    a constant ``latent`` input is folded into the first bias once."""
+    plan = list(plan)
+    wsym, wsteps, biases = [], [], []
+    for _, i, o in plan:
+        wsym.append(syms[pos].reshape(i, o))
+        wsteps.append(codes[pos].step)
+        biases.append(syms[pos + 1].astype(np.float64) * codes[pos + 1].step)
+        pos += 2
+    if latent is not None:
+        w_lat = wsym[0][n_pe:].astype(np.float64) * wsteps[0]
+        biases[0] = biases[0] + np.array([math.fsum(latent * w_lat[:, j]) for j in range(w_lat.shape[1])])
+        wsym[0] = wsym[0][:n_pe]
+        plan[0] = (plan[0][0], n_pe, plan[0][2])
+    return ExactNerf(plan, wsym, wsteps, biases, n_freq, frac_bits, clip)
+
+
 def load_field(reader: container.VxfReader) -> tuple[CryoPEField | None, FieldLayout]:
     """The :class:`CryoPEField` (None for a constant volume) and layout of a cryo-pe file."""
     m = reader.header.get("method", {})
@@ -827,18 +826,7 @@ def load_field(reader: container.VxfReader) -> tuple[CryoPEField | None, FieldLa
         if not fold and latent_dim:
             latent = syms[0].astype(np.float64) * codes[0].step
             pos = 1
-        wsym, wsteps, biases = [], [], []
-        for _, i, o in plan:
-            wsym.append(syms[pos].reshape(i, o))
-            wsteps.append(codes[pos].step)
-            biases.append(syms[pos + 1].astype(np.float64) * codes[pos + 1].step)
-            pos += 2
-        if latent is not None:  # fold the constant latent input into the first bias, once
-            w_lat = wsym[0][n_pe:].astype(np.float64) * wsteps[0]
-            biases[0] = biases[0] + np.array([math.fsum(latent * w_lat[:, j]) for j in range(w_lat.shape[1])])
-            wsym[0] = wsym[0][:n_pe]
-            plan[0] = (plan[0][0], n_pe, plan[0][2])
-        net = ExactNerf(plan, wsym, wsteps, biases, n_freq, int(m["frac_bits"]), float(m["clip"]))
+        net = exact_network(plan, syms, codes, pos, latent, n_pe, n_freq, int(m["frac_bits"]), float(m["clip"]))
         y_range = (float(m["y_range"][0]), float(m["y_range"][1]))
         fld = CryoPEField(mask, net, layout, float(m["fill"]), float(m["peak"]), y_range)
     except FormatError as exc:

@@ -47,7 +47,6 @@ Members are numbered **from 1** (``--member 1`` is the first map given to
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +72,7 @@ from voxfield.compress.cryo_pe import (
     _land_bits,
     _Samples,
     decode_occupancy,
+    exact_network,
     fixed_point_for,
     plan_occupancy,
     train_chunked,
@@ -80,7 +80,7 @@ from voxfield.compress.cryo_pe import (
 from voxfield.compress.cryo_pe import _check_volume as _check_map
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
-from voxfield.fields.nerf import ExactNerf, NerfMLP, encoding_size, layer_plan, param_count
+from voxfield.fields.nerf import NerfMLP, encoding_size, layer_plan, param_count
 from voxfield.io.volume import Volume
 
 METHOD = "cryo-pe-set"
@@ -517,19 +517,8 @@ def load_member_field(reader: container.VxfReader, member: int | str | None) -> 
         codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(rows, counts, strict=True)]
         syms = weight_coding.decode_symbols(reader.section("weights"), codes)
         latent = (syms[0].astype(np.float64) * codes[0].step).reshape(n_maps, latent_dim)[k]
-        wsym, wsteps, biases = [], [], []
-        pos = 1
-        for _, i, o in plan:
-            wsym.append(syms[pos].reshape(i, o))
-            wsteps.append(codes[pos].step)
-            biases.append(syms[pos + 1].astype(np.float64) * codes[pos + 1].step)
-            pos += 2
-        # fold this member's constant latent input into the first bias, once (as cryo-pe)
-        w_lat = wsym[0][n_pe:].astype(np.float64) * wsteps[0]
-        biases[0] = biases[0] + np.array([math.fsum(latent * w_lat[:, j]) for j in range(w_lat.shape[1])])
-        wsym[0] = wsym[0][:n_pe]
-        plan[0] = (plan[0][0], n_pe, plan[0][2])
-        net = ExactNerf(plan, wsym, wsteps, biases, n_freq, int(m["frac_bits"]), float(m["clip"]))
+        # this member's constant latent is folded into the first bias, once (as cryo-pe)
+        net = exact_network(plan, syms, codes, 1, latent, n_pe, n_freq, int(m["frac_bits"]), float(m["clip"]))
         y_range = (float(entry["y_range"][0]), float(entry["y_range"][1]))
         fld = CryoPEField(mask, net, layout, float(entry["fill"]), float(entry["peak"]), y_range)
     except FormatError as exc:

@@ -501,27 +501,7 @@ def _samples_per_block(cfg: NeuralConfig, gdata: list[GroupData]) -> int:
 def _land_bits(nets: list[BatchedSiren], weight_bytes: float, tol: float
                ) -> tuple[float, bytes | None, np.ndarray | None]:
     """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol``."""
-    lo, hi = weight_coding.MIN_BITS, 16.0
-    p_lo, c_lo = _encode_all(nets, lo)
-    if len(p_lo) > weight_bytes + 0.5 * tol:
-        return lo, None, None
-    best = (abs(len(p_lo) - weight_bytes), lo, p_lo, c_lo)
-    p_hi, c_hi = _encode_all(nets, hi)
-    if len(p_hi) <= weight_bytes:
-        return hi, p_hi, c_hi
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        p, c = _encode_all(nets, mid)
-        miss = abs(len(p) - weight_bytes)
-        if miss < best[0] and len(p) <= weight_bytes + 0.5 * tol:
-            best = (miss, mid, p, c)
-        if miss <= 0.25 * tol:
-            break
-        if len(p) > weight_bytes:
-            hi = mid
-        else:
-            lo = mid
-    return best[1], best[2], best[3]
+    return weight_coding.land_bits(lambda b: _encode_all(nets, b), weight_bytes, tol)
 
 
 # ---------------------------------------------------------------------------- decode
