@@ -93,7 +93,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(doc, indent=1, default=float))
     lines = [f"# {args.size}^3 float32 map ({vol.data.nbytes / 2**20:.0f} MiB, EMD-3488 mirror-tiled) at "
              f"{args.ratio:g}x", "", f"Command: `{cmd}`. Peak memory = resident-set growth of the encoding or "
-             "decoding process (VmHWM); decode streams to an MRC file. PSNR on the data's own range.", "",
+             "decoding process (VmHWM); decode writes an MRC file through `voxfield decompress`'s path (slab "
+             "streaming starts above 256 MiB). PSNR on the data's own range.", "",
              "| method | ratio | PSNR dB | encode s | encode peak MiB | decode s | decode peak MiB | error |",
              "|---|---|---|---|---|---|---|---|"]
 
