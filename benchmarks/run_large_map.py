@@ -2,7 +2,7 @@
 memory. The map is real density: EMD-3488 (100^3, 1.05 Å) extended to 256^3 by mirror
 tiling (numpy "symmetric" padding), so every voxel is a voxel of the real map.
 
-Each encode and each decode (``voxfield decompress``'s streaming path, written to an MRC
+Each encode and each decode (``voxfield decompress``'s path, slab-streamed above 256 MiB, written to an MRC
 file) runs in its own forked process; peak memory is that process's resident-set growth
 (VmHWM, C libraries included).
 
