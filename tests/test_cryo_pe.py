@@ -235,3 +235,29 @@ def test_corrupt_file_refused(encoded):
         voxfield.open(bytes(bad))
     with pytest.raises(FormatError, match="truncated"):
         decompress(blob[:-5])
+
+
+def test_unknown_voxel_size_warns_and_apix_sets_it(tmp_path, capsys):
+    """A map whose header gives voxel size 0: cryo-pe warns (its automatic threshold
+    assumes 1 Å voxels); ``--apix`` sets the size, which the decoded map keeps."""
+    import mrcfile
+
+    from voxfield.cli.main import main
+
+    crop = np.ascontiguousarray(read_volume(example_map_path()).data[16:40, 16:40, 16:40])
+    src = tmp_path / "nosize.mrc"
+    with mrcfile.new(src) as m:
+        m.set_data(crop)
+        m.voxel_size = 0.0
+    assert read_volume(src).unit == "px"
+    out = tmp_path / "a.vxf"
+    args = ["compress", str(src), "--method", "cryo-pe", "--ratio", "8", "--set", "steps=20"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert "voxel size unknown" in capsys.readouterr().err
+    out2 = tmp_path / "b.vxf"
+    assert main([*args, "-o", str(out2), "--apix", "1.05"]) == 0
+    assert "voxel size unknown" not in capsys.readouterr().err
+    dec = decompress(out2.read_bytes())
+    assert dec.unit == "Å" and dec.spacing == pytest.approx((1.05,) * 3)
+    assert main([*args, "-o", str(tmp_path / "c.vxf"), "--apix", "0"]) == 2
+    assert not (tmp_path / "c.vxf").exists()

@@ -125,7 +125,7 @@ def compress(
     check: Annotated[bool, typer.Option(help="Decode the result and report PSNR and max error.")] = True,
     fsc_target: Annotated[float | None, typer.Option("--fsc-target", help="Science-lossless: the highest ratio whose decoded map keeps FSC >= this (e.g. 0.9) out to --resolution.")] = None,
     resolution: Annotated[float | None, typer.Option(help="With --fsc-target: the map's resolution in Å.")] = None,
-    apix: Annotated[float | None, typer.Option(help="With --fsc-target: voxel size in Å, overriding the header.")] = None,
+    apix: Annotated[float | None, typer.Option(help="Voxel size in Å, overriding the input's header (e.g. when it says 0); stored in the file.")] = None,
 ) -> None:
     """Compress a volume into a self-describing .vxf file: a neural field (default) or a
     classic codec, at a target ratio (or an error bound for classic codecs)."""
@@ -145,8 +145,10 @@ def compress(
     target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
     if fsc_target is not None and (target is not None or resolution is None):
         raise OptionError("--fsc-target needs --resolution and no other target (--ratio, --max-error, ...)")
-    if fsc_target is None and (resolution is not None or apix is not None):
-        raise OptionError("--resolution and --apix go with --fsc-target")
+    if fsc_target is None and resolution is not None:
+        raise OptionError("--resolution goes with --fsc-target")
+    if apix is not None and not apix > 0:
+        raise OptionError(f"--apix must be > 0 Å, got {apix:g}")
     extra = parse_settings(settings)
     if neural_method is not None:
         extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
@@ -154,10 +156,12 @@ def compress(
         make_config(neural_method, **extra)  # unknown keys fail before reading
     c = get_codec(codec) if codec is not None else None
     vol = read_volume(input, axes=axes)
+    if apix is not None:
+        vol = with_voxel_size(vol, apix)
     t0 = time.perf_counter()
     if fsc_target is not None:
         assert resolution is not None
-        blob, what = _science_lossless(vol, c, neural_method, extra, fsc_target, resolution, apix, tol)
+        blob, what = _science_lossless(vol, c, neural_method, extra, fsc_target, resolution, None, tol)
     elif c is not None:
         with console.err.status(f"compressing with {c.name}…"):
             blob = compress_volume(vol, c, target)
@@ -176,6 +180,14 @@ def compress(
         msg += (f"; PSNR {psnr(vol.data, dec.data):.2f} dB (data range), "
                 f"max |error| {max_abs_error(vol.data, dec.data):.4g}")
     console.out.print(msg)
+
+
+def with_voxel_size(vol: Volume, apix: float) -> Volume:
+    """``vol`` with every spatial voxel size set to ``apix`` Å (an origin given in voxels,
+    unit "px", is converted with it; an origin in Å or nm is kept, in Å)."""
+    scale = {"px": apix, "nm": 10.0}.get(vol.unit, 1.0)
+    origin = tuple(o * scale for o in vol.origin)
+    return Volume(vol.data, vol.axes, (float(apix),) * len(vol.spacing), "Å", origin, vol.meta)
 
 
 def _science_lossless(vol: Volume, codec: Any, neural_method: str | None, settings: dict[str, Any], threshold: float,

@@ -69,6 +69,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
@@ -607,6 +608,9 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
         return blob
     if tuple(vol.axes) != ("Z", "Y", "X"):  # the field works in Z, Y, X order
         raise DataError(f"cryo-pe expects axes ZYX, got {vol.axes!r} (transpose the map first)")
+    if vol.unit == "px" and cfg.threshold is None:
+        warnings.warn(f"{vol.meta.get('source') or 'map'}: voxel size unknown (0 in the header); the automatic "
+                      "threshold assumes 1 Å voxels: set the voxel size with --apix", UserWarning, stacklevel=2)
     shape = tuple(int(n) for n in data.shape)
 
     # --- threshold, occupancy, constant
