@@ -427,7 +427,12 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
             continue  # even 8-bit overshoots: re-plan smaller
         qat = max(1, int(steps * cfg.qat_fraction)) if cfg.qat_fraction > 0 else 0
         if qat:
-            train(gdata, steps=qat, samples=samples, seed=cfg.seed + 11, bits=bits, lrs=[r * 0.1 for r in lrs],
+            # with a time budget the fine-tune gets what is left of it (its steps cost more
+            # than fitting steps: fake quantisation), keeping a tenth for coding the file
+            left = 0.9 * (budget - (time.perf_counter() - t_start))
+            timed = cfg.steps is None and left > 1.0
+            train(gdata, steps=None if timed else qat, time_budget=left if timed else None, samples=samples,
+                  seed=cfg.seed + 11, bits=bits, lrs=[r * 0.1 for r in lrs],
                   on_step=(lambda s, n: progress("quantisation-aware fine-tune", s / n)) if progress else None)
             bits, payload, codes = _land_bits(nets, weight_bytes, tol)
             if payload is None:
