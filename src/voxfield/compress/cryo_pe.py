@@ -84,7 +84,7 @@ from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.classic import volume_header
-from voxfield.compress.field_layout import FieldLayout
+from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
 from voxfield.fields.nerf import ExactNerf, NerfMLP, encoding_size, frac_bits_for, layer_plan, param_count
 from voxfield.io.validate import check_array
@@ -140,9 +140,13 @@ class CryoPEConfig:
     device: str = "auto"
 
     @classmethod
-    def preset(cls, method: str = METHOD, **overrides: Any) -> CryoPEConfig:
-        if method != METHOD:
-            raise OptionError(f"unknown method {method!r} for CryoPEConfig (known: {METHOD})")
+    def preset(cls, method: str | None = None, **overrides: Any) -> Any:
+        """The default configuration with ``overrides`` (unknown keys raise OptionError);
+        ``method`` must be the class's own (``cryo-pe``, or ``cryo-pe-set`` for sets)."""
+        own = getattr(cls, "METHOD_NAME", METHOD)
+        method = own if method is None else method
+        if method != own:
+            raise OptionError(f"unknown method {method!r} for {cls.__name__} (known: {own})")
         base = cls()
         bad = set(overrides) - set(asdict(base))
         if bad:
@@ -842,10 +846,4 @@ def load_field(reader: container.VxfReader) -> tuple[CryoPEField | None, FieldLa
 
 def decode_cryo_pe(reader: container.VxfReader) -> Volume:
     """Decode a whole cryo-pe ``.vxf`` to a Volume (original dtype and header)."""
-    fld, layout = load_field(reader)
-    desc = reader.header["volume"]
-    if fld is None:
-        data = np.full(layout.shape, layout.lo)
-    else:
-        data = layout.from_field(fld.evaluate_region([slice(0, n) for n in layout.coord_shape]), desc["dtype"])
-    return Volume.from_description(desc, data)
+    return decode_whole(reader, load_field)

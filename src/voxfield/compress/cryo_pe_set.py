@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -99,21 +99,7 @@ class CryoPESetConfig(CryoPEConfig):
     fold_latent: bool = False
     sampling: str = "proportional"  # proportional | balanced
 
-    @classmethod
-    def preset(cls, method: str = METHOD, **overrides: Any) -> CryoPESetConfig:  # type: ignore[override]
-        """The default configuration with ``overrides`` (unknown keys raise OptionError)."""
-        if method != METHOD:
-            raise OptionError(f"unknown method {method!r} for CryoPESetConfig (known: {METHOD})")
-        base = cls()
-        bad = set(overrides) - set(asdict(base))
-        if bad:
-            raise OptionError(f"unknown option(s) for {method}: {', '.join(sorted(bad))}")
-        for key in ("widths", "residual"):
-            if key in overrides:
-                from voxfield.compress.cryo_pe import _int_tuple
-
-                overrides[key] = _int_tuple(overrides[key], key)
-        return replace(base, **overrides)
+    METHOD_NAME: ClassVar[str] = METHOD
 
     def validate(self) -> None:
         """Raise :class:`OptionError` for an inconsistent configuration."""

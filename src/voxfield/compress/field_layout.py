@@ -11,6 +11,7 @@ axis order; outputs last), ``from_field`` undoes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,3 +109,19 @@ class FieldLayout:
     def from_dict(cls, d: dict[str, Any]) -> FieldLayout:
         return cls(str(d["axes"]), tuple(int(n) for n in d["shape"]), tuple(int(i) for i in d["coord_axes"]),
                    tuple(int(i) for i in d["out_axes"]), float(d["lo"]), float(d["hi"]))
+
+
+def decode_whole(reader: Any, loader: Callable[[Any], tuple[Any, FieldLayout]]) -> Any:
+    """Decode a whole neural ``.vxf`` (a :class:`~voxfield.compress.container.VxfReader`)
+    with its method's ``loader`` (``reader -> (field or None, layout)``; None = constant
+    volume) into a :class:`~voxfield.io.volume.Volume` with the original dtype and header."""
+    from voxfield.io.volume import Volume
+
+    fld, layout = loader(reader)
+    desc = reader.header["volume"]
+    if fld is None:
+        data = np.full(layout.shape, layout.lo)
+    else:
+        data = layout.from_field(fld.evaluate_region([slice(0, n) for n in layout.coord_shape]), desc["dtype"])
+    return Volume.from_description(desc, data)
+

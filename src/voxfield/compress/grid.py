@@ -44,7 +44,7 @@ from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.classic import volume_header
-from voxfield.compress.field_layout import FieldLayout
+from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.fields.exact import CHUNK, ExactSiren
 from voxfield.io.validate import check_array
@@ -755,10 +755,4 @@ def load_field(reader: container.VxfReader) -> tuple[GridField | None, FieldLayo
 
 def decode_grid(reader: container.VxfReader) -> Volume:
     """Decode a whole grid ``.vxf`` to a Volume (original dtype and header)."""
-    fld, layout = load_field(reader)
-    desc = reader.header["volume"]
-    if fld is None:
-        data = np.full(layout.shape, layout.lo)
-    else:
-        data = layout.from_field(fld.evaluate_region([slice(0, n) for n in layout.coord_shape]), desc["dtype"])
-    return Volume.from_description(desc, data)
+    return decode_whole(reader, load_field)

@@ -38,7 +38,7 @@ from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.allocate import allocate, max_blocks_for_budget, plan_groups
 from voxfield.compress.classic import volume_header
 from voxfield.compress.deblock import DeblockParams, choose_params, label_map
-from voxfield.compress.field_layout import FieldLayout
+from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.compress.neural_fit import GroupData, make_group_data, train
 from voxfield.compress.neural_model import BlockSet, Group, NeuralField
 from voxfield.compress.partition import Block, equidistant_partition, no_partition, sci_partition
@@ -539,11 +539,4 @@ def load_field(reader: container.VxfReader) -> tuple[NeuralField | None, FieldLa
 
 def decode_neural(reader: container.VxfReader) -> Volume:
     """Decode a whole neural ``.vxf`` to a Volume (original dtype and header)."""
-    nf, layout = load_field(reader)
-    vol_desc = reader.header["volume"]
-    if nf is None:
-        data = np.full(layout.shape, layout.lo)
-    else:
-        values = nf.evaluate_region([slice(0, n) for n in layout.coord_shape])
-        data = layout.from_field(values, vol_desc["dtype"])
-    return Volume.from_description(vol_desc, data)
+    return decode_whole(reader, load_field)
