@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,18 +77,26 @@ def parse_settings(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, Any]:
-    """Neural compression with a rich progress bar over the fitting stages."""
+@contextmanager
+def stage_progress(label: str) -> Iterator[Callable[[str, float], None]]:
+    """A rich progress display on stderr with one bar per stage; yields the
+    ``progress(stage, fraction)`` callback that the compressors call."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                         console=console.err, transient=True)
     tasks: dict[str, Any] = {}
 
     def update(stage: str, fraction: float) -> None:
         if stage not in tasks:
-            tasks[stage] = progress.add_task(f"{method}: {stage}", total=1.0)
+            tasks[stage] = progress.add_task(f"{label}: {stage}", total=1.0)
         progress.update(tasks[stage], completed=fraction)
 
     with progress:
+        yield update
+
+
+def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, Any]:
+    """Neural compression with a rich progress bar over the fitting stages."""
+    with stage_progress(method) as update:
         return compress_field(vol, method, target, settings, progress=update)
 
 

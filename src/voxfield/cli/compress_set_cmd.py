@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from voxfield.cli import console
-from voxfield.cli.compress_cmd import parse_settings
+from voxfield.cli.compress_cmd import parse_settings, stage_progress
 from voxfield.codecs.base import Target
 from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
@@ -62,17 +61,8 @@ def compress_set(
     vols = [read_volume(p, axes=axes) for p in inputs]
     target = Target.ratio(ratio if ratio is not None else 64.0, tolerance)
     rep = CryoPESetReport()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                        console=console.err, transient=True)
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, fraction: float) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(f"{METHOD}: {stage}", total=1.0)
-        progress.update(tasks[stage], completed=fraction)
-
     t0 = time.perf_counter()
-    with progress:
+    with stage_progress(METHOD) as update:
         blob = compress_maps(vols, cfg, target, progress=update, report=rep)
     seconds = time.perf_counter() - t0
     write_bytes_atomic(output, blob, overwrite=force)

@@ -519,6 +519,26 @@ def _land_bits(net: _Stored, fold: bool, weight_bytes: float, tol: float
     return weight_coding.land_bits(lambda b: _encode_weights(net, fold, b), weight_bytes, tol)
 
 
+def land_file(make: Callable[[float, bytes, np.ndarray], bytes],
+              reland: Callable[[float], tuple[float, bytes | None, np.ndarray | None]],
+              bits: float, payload: bytes, codes: np.ndarray, goal: float, tol: float
+              ) -> tuple[bytes, float, bytes, np.ndarray]:
+    """Build the file with ``make(bits, payload, codes)`` and, while it misses ``goal`` by
+    more than ``tol`` bytes, re-search the bit depth for the room the real header and tables
+    leave (``reland(weight_bytes)``); at most four tries. Returns the last file and its
+    weights."""
+    blob = b""
+    for _ in range(4):
+        blob = make(bits, payload, codes)
+        if abs(len(blob) - goal) <= tol:
+            break
+        new_bits, new_payload, new_codes = reland(goal - (len(blob) - len(payload)))
+        if new_payload is None or new_codes is None:
+            break
+        bits, payload, codes = new_bits, new_payload, new_codes
+    return blob, bits, payload, codes
+
+
 def _method_header(cfg: CryoPEConfig, layout: FieldLayout, extra: dict[str, Any]) -> dict[str, Any]:
     conf = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k != "device"}
     return {"name": METHOD, "config": conf, "layout": layout.to_dict(), **extra}
@@ -688,17 +708,11 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
                 frac_bits, clip = _fixed_point(net, samples, shape, n_pe, widths, torch.device("cpu"))
                 extra = {"widths": list(widths), "residual": list(res), "frac_bits": frac_bits, "clip": clip,
                          "steps": int(steps), "final_loss": last}
-                blob = b""
-                for _ in range(4):  # land the file: the real header and tables replace the estimate
-                    blob = container.dumps(header({**extra, "bits": float(bits)}),
-                                           {"occupancy": occ_payload, "tables": tables.pack({"codes": codes}),
-                                            "weights": payload})
-                    if abs(len(blob) - goal) <= tol:
-                        break
-                    landed = _land_bits(net, cfg.fold_latent, goal - (len(blob) - len(payload)), tol)
-                    if landed[1] is None:
-                        break
-                    bits, payload, codes = landed  # type: ignore[assignment]
+                blob, bits, payload, codes = land_file(
+                    lambda b, p, c: container.dumps(header({**extra, "bits": float(b)}),
+                                                    {"occupancy": occ_payload, "tables": tables.pack({"codes": c}),
+                                                     "weights": p}),
+                    lambda room: _land_bits(net, cfg.fold_latent, room, tol), bits, payload, codes, goal, tol)
                 rep.widths, rep.residual = list(widths), list(res)
                 rep.n_params = param_count(n_in_stored, widths, res, stored_latent)
                 rep.steps, rep.bits, rep.final_loss, rep.lrs = steps, float(bits), last, [cfg.lr]

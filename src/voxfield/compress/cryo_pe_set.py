@@ -74,6 +74,7 @@ from voxfield.compress.cryo_pe import (
     decode_occupancy,
     exact_network,
     fixed_point_for,
+    land_file,
     plan_occupancy,
     train_chunked,
 )
@@ -390,17 +391,12 @@ def compress_set(vols: Sequence[Volume], cfg: CryoPESetConfig | None = None, tar
                 frac_bits, clip = fixed_point_for(rec, n_in, widths)
                 extra = {"widths": list(widths), "residual": list(res), "frac_bits": frac_bits, "clip": clip,
                          "steps": int(steps), "final_loss": last}
-                blob = b""
-                for _ in range(4):  # land the file: the real header and tables replace the estimate
-                    sections = {e["section"]: p for e, p in zip(entries, occ_payloads, strict=True)}
-                    sections.update({"tables": tables.pack({"codes": codes}), "weights": payload})
-                    blob = container.dumps(header({**extra, "bits": float(bits)}), sections)
-                    if abs(len(blob) - goal) <= tol:
-                        break
-                    landed = _land_bits(net, False, goal - (len(blob) - len(payload)), tol)
-                    if landed[1] is None:
-                        break
-                    bits, payload, codes = landed  # type: ignore[assignment]
+                occ_sections = {e["section"]: p for e, p in zip(entries, occ_payloads, strict=True)}
+                blob, bits, payload, codes = land_file(
+                    lambda b, p, c: container.dumps(header({**extra, "bits": float(b)}),
+                                                    {**occ_sections, "tables": tables.pack({"codes": c}),
+                                                     "weights": p}),
+                    lambda room: _land_bits(net, False, room, tol), bits, payload, codes, goal, tol)
                 rep.widths, rep.residual = list(widths), list(res)
                 rep.n_params = param_count(n_in, widths, res, n_latent)
                 rep.steps, rep.bits, rep.final_loss = steps, float(bits), last
