@@ -14,6 +14,7 @@ from voxfield.cli.compress_cmd import compress, decompress
 from voxfield.cli.compress_set_cmd import compress_set
 from voxfield.cli.decode_cmd import decode
 from voxfield.cli.demo import demo
+from voxfield.cli.denoise_cmd import app as denoise_app
 from voxfield.cli.info import info
 from voxfield.cli.metrics_cmd import metrics
 from voxfield.errors import VoxfieldError
@@ -50,6 +51,7 @@ app.command()(decode)
 app.command()(compare)
 app.command()(bench)
 app.command()(demo)
+app.add_typer(denoise_app, name="denoise")
 
 
 def main(argv: list[str] | None = None) -> int:

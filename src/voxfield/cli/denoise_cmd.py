@@ -1,0 +1,346 @@
+"""``voxfield denoise``: clean cryo-EM maps with the shipped 3D U-Net (paper 003), and the
+tools around it: ``simulate``, ``make-dataset``, ``train``, ``dust`` (ChimeraX hide dust) and
+``eval`` (confusion matrix against an atomic model)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+
+from voxfield.cli import console
+from voxfield.errors import OptionError
+from voxfield.io import check_writable, read_volume, write_volume
+from voxfield.io.volume import Volume
+
+DEFAULT_COMMAND = "run"
+
+
+class _DefaultGroup(TyperGroup):
+    """``voxfield denoise MAP ...`` runs the ``run`` command; named sub-commands dispatch."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    name="denoise", cls=_DefaultGroup, no_args_is_help=True, add_completion=False,
+    help="Denoise cryo-EM maps: `voxfield denoise MAP -o OUT.mrc` (3D U-Net voxel classifier, paper 003), "
+         "or one of the commands below.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: Resolution range of the shipped model's training maps (Å).
+TRAINED_RANGE = (2.5, 10.0)
+
+
+@contextmanager
+def _bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console.err, transient=True)
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    with progress:
+        yield update
+
+
+def _device(name: str):
+    from voxfield.compress.neural import resolve_device
+
+    return resolve_device(name)
+
+
+def _load(weights: Path | None, device: Any):
+    from voxfield.denoise.unet import default_weights_path, load_weights
+
+    return load_weights(weights if weights is not None else default_weights_path(), device)
+
+
+def _read_map(path: Path, apix: float | None) -> Volume:
+    vol = read_volume(path)
+    if vol.data.ndim != 3:
+        raise OptionError(f"{path}: a 3-D map is needed, got shape {vol.data.shape}")
+    if apix is not None:
+        if not math.isfinite(apix) or apix <= 0:
+            raise OptionError(f"--apix must be > 0 Å, got {apix}")
+        from voxfield.cli.compress_cmd import with_voxel_size
+
+        vol = with_voxel_size(vol, apix)
+    sp = np.asarray(vol.spacing, dtype=float)
+    if vol.unit == "nm":
+        vol = Volume(vol.data, vol.axes, tuple(float(s) * 10 for s in sp), "Å",
+                     tuple(float(o) * 10 for o in vol.origin), vol.meta)
+    elif vol.unit not in ("Å",) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise OptionError(f"{path}: the voxel size is unknown ({list(sp)} {vol.unit}); give it in Å with --apix")
+    if not np.all(np.isfinite(vol.data)):
+        raise OptionError(f"{path}: the map holds NaN or Inf values")
+    return vol
+
+
+def _check_resolution(resolution: float | None) -> None:
+    if resolution is None:
+        return
+    if not math.isfinite(resolution) or resolution <= 0:
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    lo, hi = TRAINED_RANGE
+    if not lo <= resolution <= hi:
+        warnings.warn(f"resolution {resolution:g} Å is outside the trained range {lo:g}-{hi:g} Å; "
+                      "the result may be unreliable", stacklevel=2)
+
+
+@app.command(name=DEFAULT_COMMAND)
+def run(
+    input: Annotated[Path, typer.Argument(help="Map to denoise (.mrc/.map/.ccp4, optionally .gz).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Denoised map (MRC; original header, voxel size, origin).")],
+    mode: Annotated[str, typer.Option(help="background (dust and noise only) or structural (also micelles, ice, "
+                                            "unresolved density).")] = "background",
+    threshold: Annotated[float | None, typer.Option(help="Structure-probability threshold (overrides the mode's "
+                                                         "G-mean threshold stored with the weights).")] = None,
+    mask_out: Annotated[Path | None, typer.Option("--mask-out", help="Also write the structure mask (0/1).")] = None,
+    prob_out: Annotated[Path | None, typer.Option("--prob-out", help="Also write the structure probability map.")] = None,
+    keep_grid: Annotated[bool, typer.Option("--keep-grid/--work-grid", help="Write on the original grid (default) or "
+                                            "on the 1 Å working grid.")] = True,
+    apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
+    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å (only checked against the "
+                                                          "trained range 2.5-10 Å).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file [default: the shipped model].")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Classify every voxel as structure or noise and set the noise voxels to 0."""
+    from voxfield.denoise.predict import apply_mask, predict_map, resolve_threshold
+
+    _check_resolution(resolution)
+    for p in (output, mask_out, prob_out):
+        if p is not None:
+            check_writable(p)
+    vol = _read_map(input, apix)
+    dev = _device(device)
+    model, meta = _load(weights, dev)
+    t = resolve_threshold(meta, mode, threshold)
+    t0 = time.perf_counter()
+    with _bar("denoise: tiles") as update:
+        pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=update)
+    if keep_grid:
+        den, keep = apply_mask(vol.data, pred.prob, t)
+        prob, base = pred.prob, vol
+    else:
+        from voxfield.denoise.grid import to_work_grid
+
+        work = to_work_grid(vol.data, vol.spacing)
+        den, keep = apply_mask(work, pred.work_prob, t)
+        prob = pred.work_prob
+        base = Volume(work, vol.axes, (1.0, 1.0, 1.0), "Å", vol.origin, vol.meta)
+    write_volume(base.with_data(den), output)
+    if mask_out is not None:
+        write_volume(Volume(keep.astype(np.int8), base.axes, base.spacing, base.unit, base.origin, base.meta), mask_out)
+    if prob_out is not None:
+        write_volume(Volume(prob.astype(np.float32), base.axes, base.spacing, base.unit, base.origin, base.meta), prob_out)
+    nz = np.asarray(vol.data) > 0
+    removed = float((nz & ~(pred.prob >= t)).sum()) / max(1, int(nz.sum()))
+    console.out.print(
+        f"{input.name} -> {output}: {mode} mode, threshold {t:.3f}; {removed:.1%} of the positive voxels set to 0; "
+        f"{pred.tiles_run}/{pred.tiles_total} tiles in {time.perf_counter() - t0:.1f} s on {dev.type}"
+    )
+
+
+@app.command()
+def simulate(
+    model: Annotated[Path, typer.Argument(help="Atomic model (PDB/mmCIF).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Simulated noisy map (MRC, 1 Å voxels).")],
+    resolution: Annotated[float, typer.Option(help="Resolution in Å.")] = 4.0,
+    label_out: Annotated[Path | None, typer.Option("--label-out", help="Also write the structure label (0/1).")] = None,
+    clean_out: Annotated[Path | None, typer.Option("--clean-out", help="Also write the noise-free molmap.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Simulate an experimental-looking map of a whole model (noise, dust, structural noise)."""
+    from voxfield.denoise.molmap import molmap, read_atoms
+    from voxfield.denoise.simulate import SimConfig, simulate_sample
+
+    if not math.isfinite(resolution) or resolution <= 0:
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    _check_resolution(resolution)
+    for p in (output, label_out, clean_out):
+        if p is not None:
+            check_writable(p)
+    atoms = read_atoms(model)
+    rng = np.random.default_rng(seed)
+    s = simulate_sample(atoms, rng, SimConfig(), resolution=resolution, whole=True)
+    sp = (1.0, 1.0, 1.0)
+    write_volume(Volume(s.raw, "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}), output)
+    if label_out is not None:
+        write_volume(Volume(s.label.astype(np.int8), "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}), label_out)
+    if clean_out is not None:
+        # the same placement is not kept by simulate_sample; the clean map is the centred, unrotated model
+        a = read_atoms(model)
+        box = s.info["box"]
+        centred = type(a)(a.zyx - a.zyx.mean(axis=0) + box / 2.0, a.number, a.residue, a.name)
+        write_volume(Volume(molmap(centred, (box,) * 3, resolution=resolution), "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}),
+                     clean_out)
+    console.out.print(f"{model.name} -> {output}: {box_text(s.info)}")
+
+
+def box_text(info: dict[str, Any]) -> str:
+    """One line describing a simulated sample."""
+    keys = ("box", "resolution", "blur", "bfactor", "noise_std", "dust", "unmodelled_atoms", "belt", "ice", "masked")
+    return ", ".join(f"{k} {info[k]}" for k in keys if k in info)
+
+
+@app.command(name="make-dataset")
+def make_dataset(
+    models: Annotated[list[Path], typer.Argument(help="PDB/mmCIF files or folders of them.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder (created).")],
+    samples: Annotated[int, typer.Option(help="Number of cubes.")] = 640,
+    box: Annotated[int, typer.Option(help="Cube edge (1 Å voxels).")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Simulate training cubes (normalised input + 3-sigma structure label) into a folder."""
+    from voxfield.denoise.dataset import make_dataset as build
+    from voxfield.denoise.simulate import SimConfig
+
+    if box < 16 or box % 8:
+        raise OptionError(f"--box must be a multiple of 8 and >= 16, got {box}")
+    t0 = time.perf_counter()
+    with _bar("simulate") as update:
+        out = build(models, output, n_samples=samples, seed=seed, config=SimConfig(box=box), progress=update)
+    console.out.print(f"{samples} cubes of {box}^3 in {out} ({time.perf_counter() - t0:.1f} s)")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Training dataset folder (make-dataset).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoint.pt, log.jsonl, model.safetensors.")],
+    val: Annotated[Path | None, typer.Option(help="Validation dataset folder (thresholds are chosen on it).")] = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Cubes per step.")] = 4,
+    crop: Annotated[int, typer.Option(help="Random crop edge (multiple of 8).")] = 48,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 2e-4), cosine decay.")] = 1e-3,
+    class_weight: Annotated[str, typer.Option(help="Structure weight: 'auto' (balanced per batch) or a number "
+                                                   "(paper: 40).")] = "auto",
+    channels: Annotated[str, typer.Option(help="U-Net channels per level.")] = "16,32,64,128",
+    eval_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights (fine-tune), e.g. the shipped ones.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train the U-Net (resumable); writes OUTPUT/model.safetensors with G-mean thresholds."""
+    from voxfield.denoise.train import TrainConfig
+    from voxfield.denoise.train import train as run_training
+    from voxfield.denoise.unet import channels_from_text
+
+    if not math.isfinite(lr) or lr <= 0:
+        raise OptionError(f"--lr must be > 0, got {lr}")
+    if eval_every < 1:
+        raise OptionError("--eval-every must be >= 1")
+    try:
+        ch = tuple(channels_from_text(channels))
+    except ValueError:
+        raise OptionError(f"--channels must be numbers like 16,32,64,128, got {channels!r}") from None
+    if not ch or min(ch) < 1:
+        raise OptionError(f"--channels must be positive numbers, got {channels!r}")
+    if not resume and (output / "checkpoint.pt").exists():
+        (output / "checkpoint.pt").unlink()
+        (output / "log.jsonl").unlink(missing_ok=True)
+    cfg = TrainConfig(steps=steps, batch=batch, crop=crop, lr=lr, class_weight=class_weight, seed=seed,
+                      eval_every=eval_every, channels=ch)
+    cfg.weight()
+    with _bar("train: steps") as update:
+        path = run_training(dataset, output, val_dir=val, config=cfg, device=_device(device), resume=resume, init_weights=init,
+                            progress=lambda s, n, last: update(s, n))
+    from voxfield.denoise.unet import load_weights
+
+    _, meta = load_weights(path)
+    v = meta.get("validation")
+    msg = f"weights: {path}"
+    if v:
+        msg += (f"; validation G-mean {v['background_gmean']:.3f} (TPR {v['tpr']:.3f}, TNR {v['tnr']:.3f}) at "
+                f"threshold {v['background_threshold']:.3f}; structural threshold {v['structural_threshold']:.3f}")
+    console.out.print(msg)
+
+
+@app.command()
+def dust(
+    input: Annotated[Path, typer.Argument(help="Map (.mrc/.map, ...).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Map with the dust pieces set to 0.")],
+    level: Annotated[float | None, typer.Option(help="Contour level [default: automatic contour].")] = None,
+    size: Annotated[float, typer.Option(help="Pieces whose metric is below this are dust (Å, Å² or Å³).")] = 5.0,
+    metric: Annotated[str, typer.Option(help="size (largest bounding-box edge, Å), area (Å²) or volume (Å³).")] = "size",
+    apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
+) -> None:
+    """ChimeraX "hide dust" on the map itself: connected pieces above the level that are
+    smaller than the limit are set to 0."""
+    from voxfield.denoise.dust import dust_mask
+    from voxfield.metrics.cryoem import auto_contour
+
+    check_writable(output)
+    vol = _read_map(input, apix)
+    lev = float(level) if level is not None else float(auto_contour(vol.data, vol.spacing))
+    res = dust_mask(np.asarray(vol.data, dtype=np.float32), lev, vol.spacing, size=size, metric=metric)
+    out = np.where(res.dust, np.zeros((), vol.data.dtype), vol.data).astype(vol.data.dtype, copy=False)
+    write_volume(Volume(out, vol.axes, vol.spacing, vol.unit, vol.origin, vol.meta), output)
+    console.out.print(f"{input.name} -> {output}: level {lev:.4g}{' (auto)' if level is None else ''}, "
+                      f"{res.n_dust} of {res.n_components} pieces below {size:g} ({metric}) set to 0 "
+                      f"({int(res.dust.sum())} voxels)")
+
+
+@app.command(name="eval")
+def evaluate_cmd(
+    map: Annotated[Path, typer.Argument(help="Experimental map.")],
+    model: Annotated[Path, typer.Argument(help="Its atomic model (PDB/mmCIF), in the map's frame (ORIGIN honoured).")],
+    resolution: Annotated[float, typer.Option(help="The map's resolution in Å (sets the 3-sigma label).")],
+    level: Annotated[float | None, typer.Option(help="Contour level for the threshold and hide-dust baselines "
+                                                     "[default: automatic contour].")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Folder for the PR-curve and histogram PNGs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="Also save the JSON here.")] = None,
+    apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file [default: the shipped model].")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Confusion matrix (positive = noise, nonzero voxels, paper 003) of the network, a
+    plain threshold and hide dust against the model's 3-sigma label."""
+    from voxfield.denoise.evaluate import evaluate, format_table
+    from voxfield.denoise.molmap import read_atoms
+    from voxfield.metrics.map_model import load_model
+
+    if not math.isfinite(resolution) or resolution <= 0:
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    _check_resolution(resolution)
+    if out is not None:
+        check_writable(out)
+    vol = _read_map(map, apix)
+    st = load_model(model)
+    atoms = read_atoms(model)
+    dev = _device(device)
+    net, meta = _load(weights, dev)
+    with _bar("eval: tiles") as update:
+        res = evaluate(vol, st, atoms, resolution=resolution, model=net, meta=meta, level=level, device=dev,
+                       plots_dir=plots, name=map.name.split(".")[0], progress=update)
+    if out is not None:
+        from voxfield.io.atomic import write_bytes_atomic
+
+        write_bytes_atomic(out, json.dumps(res, indent=1).encode())
+    if as_json:
+        console.print_json(res)
+        return
+    console.out.print(f"{map.name} vs {model.name} at {resolution:g} Å: {res['valid_voxels']:,} nonzero voxels "
+                      f"({res['noise_voxels']:,} noise, {res['structure_voxels']:,} structure); contour level "
+                      f"{res['level']:.4g} ({res['level_source']}); similarity (eqs. 1-3) "
+                      f"{res['similarity']['similarity']:.3f}; CC_mask {res['cc_mask']:.3f}")
+    console.out.print(format_table(res))

@@ -1,0 +1,135 @@
+"""The 3D U-Net voxel classifier (paper 003: a 3D U-Net with padded convolutions so the
+output has the input's size), and loading/saving its weights as safetensors.
+
+Output: one logit per voxel; ``sigmoid(logit)`` is the probability that the voxel is
+*structure* (the paper's prediction value: voxels below the threshold are noise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from voxfield.errors import FormatError
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture: ``channels`` per level (each level: two 3x3x3 conv + BatchNorm + ReLU;
+    2x max-pool down, 2x transposed conv up, skip concatenation)."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+
+    @property
+    def multiple(self) -> int:
+        """Input sizes must be multiples of this (2 ** number of poolings)."""
+        return 2 ** (len(self.channels) - 1)
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet3D(nn.Module):
+    """3D U-Net, one input channel, one output logit per voxel."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        ch = list(config.channels)
+        self.down = nn.ModuleList()
+        c = 1
+        for k in ch:
+            self.down.append(_block(c, k))
+            c = k
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for k in reversed(ch[:-1]):
+            self.up.append(nn.ConvTranspose3d(c, k, 2, stride=2))
+            self.dec.append(_block(2 * k, k))
+            c = k
+        self.head = nn.Conv3d(c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (batch, 1, D, H, W) with D, H, W multiples of ``config.multiple``;
+        returns logits of the same shape."""
+        skips = []
+        for i, blk in enumerate(self.down):
+            x = blk(x)
+            if i < len(self.down) - 1:
+                skips.append(x)
+                x = nn.functional.max_pool3d(x, 2)
+        for up, dec in zip(self.up, self.dec):
+            x = up(x)
+            x = dec(torch.cat([x, skips.pop()], dim=1))
+        return self.head(x)
+
+
+def save_weights(model: UNet3D, path: str | os.PathLike[str], meta: dict[str, Any]) -> None:
+    """Write the weights (float32) and ``meta`` (JSON, with the architecture) as a
+    safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    from voxfield.io.atomic import atomic_path
+
+    info = dict(meta)
+    info["config"] = asdict(model.config)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+             if v.dtype.is_floating_point}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"voxfield": json.dumps(info)})
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[UNet3D, dict[str, Any]]:
+    """Read a safetensors file written by :func:`save_weights`: the model (eval mode) and
+    its metadata (thresholds, training record)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise FormatError("weights file not found", p)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("voxfield", "{}"))
+        state = load_file(str(p))
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise FormatError(f"not a voxfield denoiser weights file: {e}", p) from None
+    if "config" not in meta:
+        raise FormatError("weights file has no voxfield architecture record", p)
+    cfg = UNetConfig(channels=tuple(int(c) for c in meta["config"]["channels"]))
+    model = UNet3D(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if bad or unexpected:
+        raise FormatError(f"weights do not match the architecture ({len(bad)} missing, {len(unexpected)} unexpected tensors)", p)
+    return model.to(device).eval(), meta
+
+
+def default_weights_path() -> Path:
+    """The weights shipped inside the package."""
+    return Path(__file__).with_name("weights") / "unet_v1.safetensors"
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def channels_from_text(text: str) -> Sequence[int]:
+    """``"16,32,64,128"`` -> (16, 32, 64, 128)."""
+    return tuple(int(t) for t in text.replace("-", ",").split(",") if t.strip())
