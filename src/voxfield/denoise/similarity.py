@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxfield.errors import DataError, OptionError
+from voxfield.errors import DataError
+from voxfield.metrics.segmentation import _threshold
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,7 @@ def _pair(exp: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _contour(contour: float) -> float:
-    try:
-        c = float(contour)
-    except (TypeError, ValueError):
-        raise OptionError(f"contour level must be a number, got {contour!r}") from None
-    if not math.isfinite(c):
-        raise OptionError(f"contour level must be finite, got {contour!r}")
-    return c
+    return _threshold(contour, "contour level")
 
 
 def core_percentile(exp: np.ndarray, sim: np.ndarray, contour: float, *, sim_floor: float = 0.0) -> float:
