@@ -99,6 +99,7 @@ def test_denoise_work_grid_and_prob_output(tmp_path: Path, tiny_weights: Path) -
 
 
 # ------------------------------------------------------------------ bad input
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values")  # the NaN map is written on purpose
 def test_denoise_bad_inputs(tmp_path: Path, tiny_weights: Path) -> None:
     rng = np.random.default_rng(0)
     m = rng.standard_normal((20, 20, 20)).astype(np.float32)
