@@ -32,15 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from voxfield.bench.datasets import find_data_root
+from voxfield.bench.datasets import find_data_root, mirror_tiled_emd3488
 from voxfield.bench.runner import machine_info
 from voxfield.denoise.evaluate import evaluate, format_table
 from voxfield.denoise.molmap import read_atoms
 from voxfield.denoise.unet import default_weights_path, load_weights
-from voxfield.io import Volume, read_volume, write_volume
+from voxfield.io import read_volume, write_volume
 from voxfield.metrics.map_model import load_model
 
 HERE = Path(__file__).resolve().parent
@@ -48,22 +47,12 @@ PAIRS = [("cryoem_maps/emd_3488.mrc", "atomic_models/5me2.pdb", 3.2),
          ("cryoem_maps/emd_21457_seg.mrc", "atomic_models/6vyb_Ndom.pdb", 3.2)]
 
 
-def large_map(root: Path, size: int) -> Volume:
-    """EMD-3488 mirror-tiled to ``size``^3."""
-    src = read_volume(root / "cryoem_maps" / "emd_3488.mrc")
-    data = src.data
-    while min(data.shape) < size:
-        data = np.pad(data, [(0, max(0, size - n)) for n in data.shape], mode="symmetric")
-    data = np.ascontiguousarray(data[:size, :size, :size], dtype=np.float32)
-    return Volume(data, "ZYX", src.spacing, src.unit, (0.0, 0.0, 0.0), {"format": "mrc"})
-
-
 def time_large(root: Path, weights: Path, size: int) -> dict[str, object]:
     """Run ``voxfield denoise`` on the large map as a separate process (what a user runs):
     wall time and the child's peak resident memory (``ru_maxrss``)."""
     with tempfile.TemporaryDirectory(prefix="voxfield-denoise-") as tmp:
         src, dst = Path(tmp) / "big.mrc", Path(tmp) / "clean.mrc"
-        write_volume(large_map(root, size), src)
+        write_volume(mirror_tiled_emd3488(size, root), src)
         cmd = [sys.executable, "-m", "voxfield", "denoise", str(src), "-o", str(dst), "--weights", str(weights),
                "--device", "cpu"]
         t0 = time.perf_counter()

@@ -20,30 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from voxfield.bench.datasets import find_data_root
+from voxfield.bench.datasets import mirror_tiled_emd3488
 from voxfield.bench.memory import measure_call, run_isolated
 from voxfield.bench.methods import MethodSpec, with_settings
 from voxfield.bench.runner import machine_info
 from voxfield.cli.bench_cmd import parse_methods
 from voxfield.codecs.base import Target
 from voxfield.compress.stream import decompress_to_file
-from voxfield.io import Volume, read_volume, write_volume
+from voxfield.io import read_volume, write_volume
 from voxfield.metrics import psnr
 
 HERE = Path(__file__).resolve().parent
-
-
-def large_map(size: int) -> Volume:
-    """EMD-3488 mirror-tiled to ``size``^3, with its voxel size."""
-    src = read_volume(find_data_root() / "cryoem_maps" / "emd_3488.mrc")
-    pad = [(0, max(0, size - n)) for n in src.shape]
-    data = np.pad(src.data, pad, mode="symmetric")[:size, :size, :size]
-    while data.shape[0] < size:  # more than one mirror period
-        data = np.pad(data, [(0, size - n) for n in data.shape], mode="symmetric")
-    return Volume(np.ascontiguousarray(data, dtype=np.float32), "ZYX", src.spacing, src.unit, (0.0, 0.0, 0.0),
-                  {"format": "mrc"})
 
 
 def main() -> None:
@@ -54,7 +41,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--time-budget", type=float, default=None, help="training seconds per neural encode")
     args = ap.parse_args()
-    vol = large_map(args.size)
+    vol = mirror_tiled_emd3488(args.size)
     rows = []
     with tempfile.TemporaryDirectory(prefix="voxfield-large-") as tmp:
         src = Path(tmp) / "large.mrc"

@@ -4,13 +4,13 @@ training-data and training commands, hide dust, evaluation, and bad input."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
+from test_cli import assert_one_line_error as assert_error
+from test_cli import run_cli
 
 from voxfield.data import example_map_path
 from voxfield.denoise.unet import UNet3D, UNetConfig, default_weights_path, load_weights, save_weights
@@ -19,20 +19,6 @@ from voxfield.io import read_volume
 HERE = Path(__file__).resolve().parent
 MODEL_21457 = HERE / "data" / "6vyb_Ndom.pdb.gz"
 MAP_21457 = HERE / "data" / "emd_21457_seg.mrc"
-
-
-def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voxfield", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
-def assert_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "warning" not in ln]
-    assert len(lines) == 1 and lines[0].startswith("voxfield: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def _write_map(path: Path, data: np.ndarray, voxel: float = 1.05) -> Path:

@@ -87,3 +87,22 @@ def dataset_from_path(spec: str) -> Dataset:
     p = Path(path)
     name = p.name.split(".")[0]
     return Dataset(name, p, axes)
+
+
+def mirror_tiled_emd3488(size: int, root: str | os.PathLike[str] | None = None):
+    """EMD-3488 (100^3, 1.05 Å) extended to ``size``^3 by mirror tiling (numpy "symmetric"
+    padding), so every voxel is a voxel of the real map: the large-map benchmarks' input.
+    Returns a :class:`voxfield.io.Volume` with the map's voxel size and origin 0."""
+    import numpy as np
+
+    from voxfield.io import Volume, read_volume
+
+    base = find_data_root(root)
+    if base is None:
+        raise OptionError("the real-data collection (../shared/data) is needed for EMD-3488")
+    src = read_volume(base / "cryoem_maps" / "emd_3488.mrc")
+    data = src.data
+    while min(data.shape) < size:
+        data = np.pad(data, [(0, max(0, size - n)) for n in data.shape], mode="symmetric")
+    data = np.ascontiguousarray(data[:size, :size, :size], dtype=np.float32)
+    return Volume(data, "ZYX", src.spacing, src.unit, (0.0, 0.0, 0.0), {"format": "mrc"})

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from voxfield.errors import DataError
+from voxfield.metrics.map_model import spacing3
 
 #: Voxel size of the working grid, Å.
 WORK_SPACING = 1.0
@@ -27,18 +28,9 @@ MAX_WORK_VOXELS = 1024**3
 
 
 def spacing_zyx(spacing: float | Sequence[float]) -> np.ndarray:
-    """Voxel size as a float64 ``(z, y, x)`` array; :class:`DataError` for 0, negative or
-    non-finite values (a header without a voxel size)."""
-    sp = np.asarray([spacing] * 3 if np.ndim(spacing) == 0 else list(spacing), dtype=np.float64)
-    if sp.shape != (3,):
-        raise DataError(f"a 3-D voxel size (z, y, x) is needed, got {sp.tolist()}")
-    if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise DataError(
-            f"the map's voxel size is {sp.tolist()} Å (no usable voxel size in the header); "
-            "give it with --apix"
-        )
-    return sp
-
+    """Voxel size as a float64 ``(z, y, x)`` array; :class:`DataError` naming ``--apix`` for 0,
+    negative or non-finite values (:func:`voxfield.metrics.map_model.spacing3`)."""
+    return np.asarray(spacing3(spacing), dtype=np.float64)
 
 def work_shape(shape: Sequence[int], spacing: float | Sequence[float]) -> tuple[int, int, int]:
     """Shape of the 1 Å grid covering a map of ``shape`` voxels of ``spacing`` Å."""
