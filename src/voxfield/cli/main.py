@@ -17,6 +17,7 @@ from voxfield.cli.demo import demo
 from voxfield.cli.denoise_cmd import app as denoise_app
 from voxfield.cli.info import info
 from voxfield.cli.metrics_cmd import metrics
+from voxfield.cli.reconstruct_cmd import app as reconstruct_app
 from voxfield.errors import VoxfieldError
 
 app = typer.Typer(
@@ -52,6 +53,7 @@ app.command()(compare)
 app.command()(bench)
 app.command()(demo)
 app.add_typer(denoise_app, name="denoise")
+app.add_typer(reconstruct_app, name="reconstruct")
 
 
 def main(argv: list[str] | None = None) -> int:

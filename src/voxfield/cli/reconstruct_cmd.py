@@ -1,0 +1,361 @@
+"""``voxfield reconstruct``: heterogeneous reconstruction from particle images with known poses
+(structural-basis VAE with sparse Fourier backpropagation, paper 004).
+
+Commands: ``train`` (STAR / cryoSPARC .cs / MRCS + cryoDRGN pickles), ``volume`` (decode MRC
+volumes for latents, particles or a principal-component traversal), ``analyze`` (PCA, UMAP,
+k-means volumes, per-particle latents), ``simulate`` (AdK particle set with ground truth) and
+``eval`` (per-image FSC to ground truth, AU-FSC, latent–truth correlation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from voxfield.cli import console
+from voxfield.errors import DataError, OptionError
+
+app = typer.Typer(
+    name="reconstruct", no_args_is_help=True, add_completion=False,
+    help="Heterogeneous cryo-EM reconstruction from particle images with known poses and CTF "
+         "(structural-basis VAE, sparse Fourier backpropagation, paper 004).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: Images are loaded into memory below this size (bytes); larger stacks are read lazily.
+IN_MEMORY_LIMIT = 4 << 30
+
+
+@contextmanager
+def _bar(label: str) -> Iterator[Callable[..., None]]:
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), console=console.err, transient=True)
+    task = progress.add_task(label, total=None, info="")
+
+    def update(done: int, total: int, info: str = "") -> None:
+        progress.update(task, completed=done, total=total, info=info)
+
+    with progress:
+        yield update
+
+
+def _device(name: str):
+    from voxfield.reconstruct.train import resolve_device
+
+    return resolve_device(name)
+
+
+def _positive(value: float, name: str) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise OptionError(f"{name} must be > 0, got {value}")
+
+
+def _load_stack(particles: Path, datadir: Path | None, poses: Path | None, ctf: Path | None, apix: float | None):
+    from voxfield.reconstruct.particles import check_images, load_particles
+
+    stack = load_particles(particles, datadir=datadir, poses=poses, ctf=ctf, apix=apix)
+    if stack.images is None or stack.rot is None:
+        raise DataError(f"{particles}: no images or no poses to train on")
+    n, D = len(stack.images), int(stack.images.D)
+    with _bar("check images") as update:
+        check_images(stack)
+        update(n, n)
+    images: Any = stack.images
+    if n * D * D * 4 <= IN_MEMORY_LIMIT:
+        images = np.empty((n, D, D), dtype=np.float32)
+        with _bar("read images") as update:
+            for i in range(0, n, 4096):
+                j = np.arange(i, min(n, i + 4096))
+                images[j] = stack.images[j]
+                update(j[-1] + 1, n)
+    return stack, images
+
+
+@app.command()
+def train(
+    particles: Annotated[Path, typer.Argument(help="Particles: RELION .star (3.0/3.1/5), cryoSPARC .cs, or an "
+                                                   ".mrcs stack with --poses/--ctf (cryoDRGN pickles).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder (checkpoint.pt, config.json, "
+                                                               "log.jsonl, z.npy).")],
+    datadir: Annotated[Path | None, typer.Option(help="Folder of the image stacks named in the STAR/.cs file.")] = None,
+    poses: Annotated[Path | None, typer.Option(help="cryoDRGN pose pickle (overrides the file's poses).")] = None,
+    ctf: Annotated[Path | None, typer.Option(help="cryoDRGN CTF pickle (overrides the file's CTF).")] = None,
+    apix: Annotated[float | None, typer.Option(help="Pixel size (Å) where the input records none.")] = None,
+    zdim: Annotated[int, typer.Option(help="Latent dimension (0: homogeneous reconstruction, one volume).")] = 8,
+    basis: Annotated[int, typer.Option(help="Number K of structural basis volumes.")] = 16,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 20,
+    batch: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the encoder and weight MLP.")] = 1e-3,
+    basis_lr: Annotated[float, typer.Option(help="(Sparse) Adam learning rate of the basis volumes.")] = 3e-3,
+    beta: Annotated[float, typer.Option(help="Weight of the KL term (1 = the ELBO's).")] = 0.05,
+    weighting: Annotated[str, typer.Option(help="Loss weighting: white (whitened likelihood, default) or eq4 "
+                                                "(paper: ∝ σ̄², squared error in data units).")] = "white",
+    sparse: Annotated[bool, typer.Option("--sparse/--dense", help="Sparse basis gradients with SparseAdam "
+                                                                   "(default), or dense with Adam.")] = True,
+    invert: Annotated[bool, typer.Option("--invert-data/--no-invert-data",
+                                         help="Multiply images by −1 (cryoDRGN's default: particles white on "
+                                              "black in the file).")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train the structural-basis VAE (checkpoint every epoch, resumable); writes OUTPUT/z.npy."""
+    from voxfield.reconstruct.run import load_run
+    from voxfield.reconstruct.train import TrainConfig
+    from voxfield.reconstruct.train import train as run_training
+
+    _positive(lr, "--lr")
+    _positive(basis_lr, "--basis-lr")
+    if not math.isfinite(beta) or beta < 0:
+        raise OptionError(f"--beta must be >= 0, got {beta}")
+    if zdim < 0 or basis < 1 or epochs < 1 or batch < 1:
+        raise OptionError("--zdim must be >= 0, and --basis, --epochs, --batch >= 1")
+    if weighting not in ("eq4", "white"):
+        raise OptionError(f"--weighting must be eq4 or white, got {weighting!r}")
+    dev = _device(device)
+    stack, images = _load_stack(particles, datadir, poses, ctf, apix)
+    if stack.ctf is None:
+        console.err.print("note: no CTF in the input; images are treated as CTF-free")
+    if not resume:
+        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy"):
+            (output / name).unlink(missing_ok=True)
+    cfg = TrainConfig(zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
+                      weighting=weighting, sparse=sparse, invert=invert, seed=seed)
+    src = {"particles": str(particles.resolve()), "datadir": None if datadir is None else str(datadir.resolve()),
+           "poses": None if poses is None else str(poses.resolve()), "ctf": None if ctf is None else str(ctf.resolve())}
+    t0 = time.perf_counter()
+    with _bar("train") as update:
+        def prog(ep: int, n_ep: int, b: int, n_b: int, tot: dict[str, float]) -> None:
+            update(ep * n_b + b, n_ep * n_b, f"epoch {ep + 1}/{n_ep} loss {tot.get('loss', 0):.4g}")
+
+        run_training(images, stack.rot, stack.trans, stack.ctf, stack.apix, output, cfg, device=dev, resume=resume,
+                     source=src, progress=prog)
+    t_train = time.perf_counter() - t0
+    run = load_run(output, dev)
+    msg = f"run: {output} ({run.epoch} epochs, {t_train:.1f} s)"
+    if zdim > 0:
+        with _bar("encode") as update:
+            z = run.encode(images, stack.trans, stack.ctf, progress=update)
+        from voxfield.reconstruct.train import _atomic_npy
+
+        _atomic_npy(z, output / "z.npy")
+        msg += f"; latents: {output / 'z.npy'} {z.shape}"
+    console.out.print(msg)
+
+
+def _parse_z(text: str, zdim: int) -> np.ndarray:
+    try:
+        vals = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise OptionError(f"--z must be {zdim} numbers, got {text!r}") from None
+    if len(vals) != zdim or not all(math.isfinite(v) for v in vals):
+        raise OptionError(f"--z must be {zdim} finite numbers (the run's latent dimension), got {len(vals)}")
+    return np.asarray(vals, dtype=np.float32)
+
+
+def _run_z(run_dir: Path) -> np.ndarray:
+    p = run_dir / "z.npy"
+    if not p.exists():
+        raise DataError(f"{run_dir}: no z.npy (train writes it when it finishes)")
+    return np.load(p)
+
+
+def _write_map(path: Path, vol: np.ndarray, apix: float) -> None:
+    from voxfield.io import write_volume
+    from voxfield.io.volume import Volume
+
+    write_volume(Volume(np.ascontiguousarray(vol, dtype=np.float32), "ZYX", (apix,) * 3, "Å", (0.0, 0.0, 0.0), {}), path)
+
+
+@app.command()
+def volume(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `reconstruct train`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .mrc (one volume) or folder (several).")],
+    z: Annotated[str | None, typer.Option(help="Latent vector, e.g. '0.1 -0.3 ...' (zdim numbers).")] = None,
+    zfile: Annotated[Path | None, typer.Option(help="Text/.npy file of latents, one per row: one volume each.")] = None,
+    particle: Annotated[int | None, typer.Option(help="Decode the latent of this particle (0-based).")] = None,
+    pc: Annotated[int | None, typer.Option(help="Traverse this principal component of the latents (1-based).")] = None,
+    steps: Annotated[int, typer.Option(help="Volumes along --pc (5th to 95th percentile).")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Write MRC volumes: one pass over the basis and an inverse FFT per volume."""
+    from voxfield.reconstruct.run import load_run
+
+    run = load_run(run_dir, _device(device))
+    chosen = sum(x is not None for x in (z, zfile, particle, pc))
+    if run.zdim == 0:
+        if chosen:
+            raise OptionError("this run is homogeneous (zdim 0): give no --z/--zfile/--particle/--pc")
+        _write_map(output, run.volume(None), run.apix)
+        console.out.print(f"wrote {output}")
+        return
+    if chosen != 1:
+        raise OptionError("give exactly one of --z, --zfile, --particle, --pc")
+    if z is not None:
+        points = _parse_z(z, run.zdim)[None]
+    elif zfile is not None:
+        points = np.load(zfile) if zfile.suffix == ".npy" else np.loadtxt(zfile, ndmin=2)
+        points = np.asarray(points, dtype=np.float32).reshape(-1, run.zdim) if points.size % run.zdim == 0 else None
+        if points is None:
+            raise OptionError(f"{zfile}: rows must hold {run.zdim} numbers")
+    elif particle is not None:
+        zz = _run_z(run_dir)
+        if not 0 <= particle < len(zz):
+            raise OptionError(f"--particle must be in 0..{len(zz) - 1}, got {particle}")
+        points = zz[particle][None]
+    else:
+        from voxfield.reconstruct.analysis import pc_traversal
+
+        if steps < 1 or not 1 <= pc <= run.zdim:
+            raise OptionError(f"--pc must be in 1..{run.zdim} and --steps >= 1")
+        points = pc_traversal(_run_z(run_dir), pc=pc, steps=steps)
+    if len(points) == 1 and output.suffix.lower() in (".mrc", ".map"):
+        t0 = time.perf_counter()
+        _write_map(output, run.volume(points[0]), run.apix)
+        console.out.print(f"wrote {output} (decoded in {time.perf_counter() - t0:.3f} s)")
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(points):
+        _write_map(output / f"vol_{i:03d}.mrc", run.volume(p), run.apix)
+    np.savetxt(output / "z_values.txt", points)
+    console.out.print(f"wrote {len(points)} volumes to {output}")
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `reconstruct train`.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder (default RUN/analyze).")] = None,
+    k: Annotated[int, typer.Option(help="k-means clusters (one volume each).")] = 20,
+    pcs: Annotated[int, typer.Option(help="Principal components to traverse.")] = 2,
+    steps: Annotated[int, typer.Option(help="Volumes per traversal.")] = 10,
+    umap: Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP embedding (needs umap-learn; falls back "
+                                                                "to PCA with a warning).")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Latent PCA/UMAP plots, k-means and PC-traversal volumes, per-particle latents (.npy + STAR column)."""
+    from voxfield.reconstruct.analysis import analyze as run_analysis
+    from voxfield.reconstruct.run import load_run
+
+    run = load_run(run_dir, _device(device))
+    if run.zdim == 0:
+        raise OptionError("this run is homogeneous (zdim 0): there is no latent space to analyse")
+    zz = _run_z(run_dir)
+    out = output or run_dir / "analyze"
+    summary = run_analysis(zz, out, k=k, seed=seed, pcs=min(pcs, run.zdim), steps=steps,
+                           decode_volume=run.volume, apix=run.apix, umap=umap,
+                           progress=lambda s: console.err.print(s))
+    src = json.loads((run_dir / "config.json").read_text()).get("source", {})
+    star = src.get("particles")
+    if star and star.endswith(".star") and Path(star).exists():
+        from voxfield.reconstruct.particles import add_star_columns
+
+        cols = {f"rlnVoxfieldLatent{j + 1}": zz[:, j] for j in range(zz.shape[1])}
+        add_star_columns(star, out / "particles_latent.star", cols)
+        summary["star"] = str(out / "particles_latent.star")
+    console.out.print(f"analysis: {out} (k-means {min(k, len(zz))} volumes, {min(pcs, run.zdim)} traversals)")
+
+
+@app.command()
+def simulate(
+    models: Annotated[list[Path], typer.Argument(help="Two or more PDB/mmCIF models with the same atoms in the same "
+                                                      "order (the path runs through them), e.g. adk_closed.pdb "
+                                                      "adk_open.pdb.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (particles.mrcs/.star, poses.pkl, "
+                                                               "ctf.pkl, gt/, labels.npz, meta.json).")],
+    n_images: Annotated[int, typer.Option("--n", help="Number of particle images.")] = 20000,
+    box: Annotated[int, typer.Option(help="Image box D (even).")] = 64,
+    apix: Annotated[float, typer.Option(help="Pixel size (Å).")] = 1.5,
+    resolution: Annotated[float, typer.Option(help="Resolution of the molmap volumes (Å).")] = 4.0,
+    states: Annotated[int, typer.Option(help="Ground-truth volumes along the path (each image gets one).")] = 50,
+    snr: Annotated[float, typer.Option(help="Signal variance / noise variance over the whole images (0: no noise).")] = 0.1,
+    defocus: Annotated[str, typer.Option(help="Defocus range in Å, 'min,max'.")] = "10000,25000",
+    shift: Annotated[float, typer.Option(help="Largest in-plane shift (pixels, uniform per axis).")] = 2.0,
+    invert: Annotated[bool, typer.Option("--invert/--no-invert", help="Bright particles (RELION/cryoDRGN default "
+                                                                        "convention).")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Simulate a heterogeneous particle set along a conformational path, with ground truth."""
+    from voxfield.reconstruct.simulate import read_model, simulate_dataset
+
+    if len(models) < 2:
+        raise OptionError("give at least two models (the two ends of the conformational path)")
+    try:
+        lo, hi = (float(v) for v in defocus.split(","))
+    except ValueError:
+        raise OptionError(f"--defocus must be 'min,max' in Å, got {defocus!r}") from None
+    if not (0 < lo <= hi) or not math.isfinite(hi):
+        raise OptionError(f"--defocus must satisfy 0 < min <= max, got {defocus!r}")
+    if not math.isfinite(snr) or snr < 0:
+        raise OptionError(f"--snr must be >= 0, got {snr}")
+    read = [read_model(m) for m in models]
+    with _bar("simulate") as update:
+        res = simulate_dataset(output, [a for a, _ in read], atom_ids=[k for _, k in read], n_images=n_images, D=box,
+                               apix=apix, resolution=resolution, n_states=states, snr=snr if snr > 0 else None,
+                               defocus=(lo, hi), max_shift_px=shift, invert=invert, seed=seed, progress=False)
+        update(n_images, n_images)
+    console.out.print(f"wrote {res.n_images} images ({res.D} px, {res.apix} Å) and {res.n_states} ground-truth volumes "
+                      f"to {output} in {res.seconds:.1f} s")
+
+
+@app.command(name="eval")
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `reconstruct train`.")],
+    truth: Annotated[Path, typer.Option(help="Simulation folder (labels.npz, gt/state_XXX.mrc).")],
+    n: Annotated[int, typer.Option(help="Images evaluated (every N/n-th, as CryoBench).")] = 100,
+    plot: Annotated[Path | None, typer.Option(help="Write the mean FSC curve (PNG).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Per-image FSC to ground truth (AU-FSC, CryoBench) and |Spearman| of the latents with the true path coordinate."""
+    from voxfield.reconstruct.evaluate import fsc_plot, latent_spearman, per_image_fsc, select_images
+    from voxfield.reconstruct.run import load_run
+
+    run = load_run(run_dir, _device(device))
+    lab_path = truth / "labels.npz"
+    if not lab_path.exists():
+        raise DataError(f"{truth}: no labels.npz (not a `reconstruct simulate` folder)")
+    lab = np.load(lab_path)
+    state, t_true = lab["state"], lab["t"]
+    n_states = int(len(lab["t_states"]))
+    gt = [truth / "gt" / f"state_{s:03d}.mrc" for s in range(n_states)]
+    missing = [p for p in gt if not p.exists()]
+    if missing:
+        raise DataError(f"{truth}: {len(missing)} ground-truth volumes missing, e.g. {missing[0]}")
+    if n < 1:
+        raise OptionError("--n must be >= 1")
+    idx = select_images(len(state), min(n, len(state)))
+    rec: dict[str, Any] = {"run": str(run_dir), "epoch": run.epoch, "n_images": int(len(idx))}
+    if run.zdim > 0:
+        zz = _run_z(run_dir)
+        if len(zz) != len(state):
+            raise DataError(f"{run_dir}/z.npy has {len(zz)} latents but {lab_path} has {len(state)} images")
+        decode = lambda i: run.volume(zz[i])  # noqa: E731
+        rec["spearman"] = latent_spearman(zz, t_true)
+    else:
+        hom = run.volume(None)
+        decode = lambda i: hom  # noqa: E731
+    t0 = time.perf_counter()
+    r = per_image_fsc(decode, idx, gt, state, run.apix)
+    rec.update({k: r[k] for k in ("au_fsc_mean", "au_fsc_std", "au_fsc_median", "resolution_0.5_A",
+                                  "resolution_0.143_A") if k in r})
+    rec["seconds"] = round(time.perf_counter() - t0, 2)
+    if plot is not None:
+        fsc_plot({f"voxfield (epoch {run.epoch})": (r["freq_per_A"], r["fsc_mean"], r["fsc_std"])}, plot, run.apix)
+    if as_json:
+        console.print_json(rec)
+        return
+    msg = (f"AU-FSC {rec['au_fsc_mean']:.4f} ± {rec['au_fsc_std']:.4f} over {len(idx)} images; mean-curve resolution "
+           f"{rec.get('resolution_0.5_A', float('nan')):.2f} Å (0.5), {rec.get('resolution_0.143_A', float('nan')):.2f} Å (0.143)")
+    if "spearman" in rec:
+        msg += f"; |Spearman| latent PC1 vs true t: {rec['spearman']['pc1']:.3f} (best dim {rec['spearman']['best']:.3f})"
+    console.out.print(msg)
