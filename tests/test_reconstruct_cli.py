@@ -111,6 +111,7 @@ def test_eval_reports_au_fsc_and_spearman(run: Path, sim: Path, tmp_path: Path) 
 
 # ------------------------------------------------------------------ bad input
 @needs_adk
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values:RuntimeWarning")  # the NaN stack is deliberate
 def test_bad_inputs_fail_with_one_line(sim: Path, tmp_path: Path) -> None:
     # STAR without the angle columns
     text = (sim / "particles.star").read_text().replace("_rlnAngleRot", "_rlnSomethingElse")

@@ -49,7 +49,7 @@ def _bar(label: str) -> Iterator[Callable[..., None]]:
 
 
 def _device(name: str):
-    from voxfield.reconstruct.train import resolve_device
+    from voxfield.compress.neural import resolve_device
 
     return resolve_device(name)
 

@@ -204,30 +204,47 @@ def slice_basis(s, W, rows, weights, sign, sparse: bool = False) -> torch.Tensor
     return SliceBasis.apply(s, W, rows, weights, sign, sparse)
 
 
+def half_grid_lookup(hs: HalfSphere, radius: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the stored rows go in a volume's ``rfftn`` array ``[D, D, D//2+1]``.
+
+    Returns ``(flat, row, conj, kr)`` for the voxels within ``radius`` (default Nyquist ``D/2``,
+    at most the stored radius): their flat indices into the ``rfftn`` array, the stored row each
+    reads, whether it reads the conjugate (the ``kx = 0`` plane gets both members of each
+    Friedel pair, so the inverse transform is exactly real) and the radius ``|k|`` in pixels.
+    """
+    D = hs.D
+    rad = D / 2 if radius is None else min(float(radius), float(hs.radius))
+    r = hs.radius
+    ax_y = np.fft.fftfreq(D, 1.0 / D).astype(np.int64)
+    ax_x = np.arange(D // 2 + 1)
+    KZ, KY, KX = np.meshgrid(ax_y, ax_y, ax_x, indexing="ij")
+    kr = np.sqrt(KX * KX + KY * KY + KZ * KZ)
+    sel = kr <= rad
+    idx = (KZ[sel] + r, KY[sel] + r, KX[sel] + r)
+    return np.flatnonzero(sel.reshape(-1)), hs.lut_row[idx], hs.lut_conj[idx], kr[sel]
+
+
+def gridding_correction(D: int) -> np.ndarray:
+    """``sinc²(x/D) sinc²(y/D) sinc²(z/D)`` on the ``D³`` box (origin at voxel ``D/2``): the real-space
+    transform of the trilinear interpolation kernel used for the slices (see :mod:`voxfield.reconstruct.run`)."""
+    c = np.sinc((np.arange(D) - D // 2) / D) ** 2
+    return (c[:, None, None] * c[None, :, None] * c[None, None, :]).astype(np.float32)
+
+
 def rows_to_volume_ft(values: np.ndarray | torch.Tensor, hs: HalfSphere, radius: float | None = None) -> np.ndarray:
     """Fill the ``rfftn`` array ``[D, D, D//2+1]`` of a volume from canonical-row values ``[R]`` (complex).
 
-    Voxels beyond ``radius`` (default Nyquist ``D/2``) are zero; the ``kx = 0`` plane gets
-    both members of each Friedel pair, so the inverse transform is exactly real.
+    Voxels beyond ``radius`` (default Nyquist ``D/2``) are zero (see :func:`half_grid_lookup`).
     """
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     values = np.asarray(values)
     D = hs.D
-    rad = D / 2 if radius is None else min(float(radius), float(hs.radius))
-    out = np.zeros((D, D, D // 2 + 1), dtype=np.complex128 if values.dtype == np.complex128 else np.complex64)
-    r = hs.radius
-    ax_y = np.fft.fftfreq(D, 1.0 / D).astype(np.int64)
-    ax_x = np.arange(D // 2 + 1)
-    KZ, KY, KX = np.meshgrid(ax_y, ax_y, ax_x, indexing="ij")
-    sel = KX * KX + KY * KY + KZ * KZ <= rad * rad
-    idx = (KZ[sel] + r, KY[sel] + r, KX[sel] + r)
-    row = hs.lut_row[idx]
-    conj = hs.lut_conj[idx]
+    flat, row, conj, _ = half_grid_lookup(hs, radius)
+    out = np.zeros(D * D * (D // 2 + 1), dtype=np.complex128 if values.dtype == np.complex128 else np.complex64)
     vals = values[row]
-    vals = np.where(conj, np.conj(vals), vals)
-    out[sel] = vals
-    return out
+    out[flat] = np.where(conj, np.conj(vals), vals)
+    return out.reshape(D, D, D // 2 + 1)
 
 
 def volume_from_ft(ft: np.ndarray, D: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 
 from voxfield.errors import DataError
 
-from .fourier import volume_from_ft
+from .fourier import gridding_correction, half_grid_lookup, volume_from_ft
 from .model import StructuralBasisVAE
 from .train import BatchPrep, TrainConfig, build_model
 
@@ -45,24 +45,13 @@ class Run:
     device: torch.device
 
     def __post_init__(self) -> None:
-        hs = self.model.hs
-        D = self.D
-        r = hs.radius
-        ax = np.fft.fftfreq(D, 1.0 / D).astype(np.int64)
-        axx = np.arange(D // 2 + 1)
-        KZ, KY, KX = np.meshgrid(ax, ax, axx, indexing="ij")
-        kr = np.sqrt(KX * KX + KY * KY + KZ * KZ)
-        sel = kr <= D / 2
-        idx = (KZ[sel] + r, KY[sel] + r, KX[sel] + r)
-        self._sel = torch.as_tensor(np.flatnonzero(sel.reshape(-1)), device=self.device)
-        self._row = torch.as_tensor(hs.lut_row[idx], device=self.device)
-        self._conj = torch.as_tensor(hs.lut_conj[idx], device=self.device)
-        sig = np.interp(kr[sel], np.arange(self.sigma.size), self.sigma)
+        flat, row, conj, kr = half_grid_lookup(self.model.hs)
+        self._sel = torch.as_tensor(flat, device=self.device)
+        self._row = torch.as_tensor(row, device=self.device)
+        self._conj = torch.as_tensor(conj, device=self.device)
+        sig = np.interp(kr, np.arange(self.sigma.size), self.sigma)
         self._gain = torch.as_tensor(sig * abs(self.scale), dtype=torch.float32, device=self.device)
-        x = (np.arange(D) - D // 2) / D
-        c = np.sinc(x) ** 2
-        self._gridding = torch.as_tensor(c[:, None, None] * c[None, :, None] * c[None, None, :], dtype=torch.float32,
-                                         device=self.device)
+        self._gridding = torch.as_tensor(gridding_correction(self.D), device=self.device)
         self._basis = self.model.basis.detach()
         self._cbasis = torch.complex(self._basis[:, 0], self._basis[:, 1])  # [R, K+1]
 
@@ -127,10 +116,7 @@ def volume_reference(run: Run, z: np.ndarray | None = None) -> np.ndarray:
     vals = run.model.row_values(None if z is None else torch.as_tensor(np.asarray(z, np.float32))).detach().numpy()
     ft = rows_to_volume_ft(vals.astype(np.complex128), run.model.hs)
     D = run.D
-    ax = np.fft.fftfreq(D, 1.0 / D)
-    axx = np.arange(D // 2 + 1)
-    KZ, KY, KX = np.meshgrid(ax, ax, axx, indexing="ij")
-    kr = np.sqrt(KX * KX + KY * KY + KZ * KZ)
+    k = np.fft.fftfreq(D, 1.0 / D)
+    kr = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + np.arange(D // 2 + 1)[None, None, :] ** 2)
     ft = ft * np.interp(kr, np.arange(run.sigma.size), run.sigma) * abs(run.scale)
-    c = np.sinc((np.arange(D) - D // 2) / D) ** 2
-    return volume_from_ft(ft, D) * (c[:, None, None] * c[None, :, None] * c[None, None, :]).astype(np.float32)
+    return volume_from_ft(ft, D) * gridding_correction(D)

@@ -135,19 +135,6 @@ def spectral_sigma(prep: BatchPrep, images, trans, ctf, scale: float, idx: np.nd
     return sig2.sqrt().numpy()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise OptionError(f"unknown device {name!r}: use auto, cpu or cuda") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda requested but CUDA is not available")
-    return dev
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
