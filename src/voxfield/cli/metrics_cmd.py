@@ -13,7 +13,7 @@ from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.errors import DataError, OptionError
 from voxfield.io import read_volume, write_bytes_atomic
 from voxfield.io.volume import Volume
-from voxfield.metrics import compare, format_report
+from voxfield.metrics import compare, format_report, format_segmentation, segmentation_agreement
 
 
 def load_result(path: Path, axes: str | None) -> tuple[Volume, int | None]:
@@ -61,20 +61,36 @@ def metrics(
                           ] = None,
     apix: Annotated[float | None, typer.Option(help="Voxel size in Å, overriding the header (e.g. when it is 0).")
                     ] = None,
+    segment: Annotated[str | None, typer.Option(help="Segmentation agreement: threshold the original at its Otsu "
+                                                     "level ('otsu') or at a number, the result at the same level; "
+                                                     "Dice, IoU and object counts.")] = None,
+    segment_channel: Annotated[int | None, typer.Option("--segment-channel", help="With --segment: the channel "
+                                                                                 "(index along C) to segment.")
+                               ] = None,
+    segment_mask: Annotated[Path | None, typer.Option("--segment-mask", help="With --segment: a reference "
+                                                      "segmentation (mask or label image, the original's shape) "
+                                                      "instead of the thresholded original.")] = None,
 ) -> None:
     """PSNR (data range; dtype-max PSNR labelled separately), SSIM, max error, ratio, FSC
     resolution and density-band errors for maps, mask scores at a contour; with ``--cryoem``
-    the cryo-EM quality report."""
+    the cryo-EM quality report; with ``--segment`` the agreement of a threshold segmentation."""
+    if segment is None and (segment_channel is not None or segment_mask is not None):
+        raise OptionError("--segment-channel and --segment-mask go with --segment (otsu or a threshold)")
+    if segment is not None:
+        parse_segment(segment)  # a bad value fails before reading
     orig = read_volume(original, axes=axes)
     res, nbytes = load_result(result, axes)
+    seg = None if segment is None else segment_report(orig, res, segment, segment_channel, segment_mask)
     if cryoem:
         _cryoem(orig, res, nbytes, original, result, contour=contour, model=model, resolution=resolution, apix=apix,
-                as_json=as_json, out=out)
+                as_json=as_json, out=out, seg=seg)
         return
     if model is not None or resolution is not None or apix is not None:
         raise OptionError("--model, --resolution and --apix go with --cryoem")
     report = measure(orig, res, compressed_nbytes=nbytes, contour=contour)
     report = {"original": str(original), "result": str(result), **report}
+    if seg is not None:
+        report["segmentation"] = seg
     if out is not None:
         from voxfield.io.metajson import dumps
 
@@ -82,7 +98,44 @@ def metrics(
     if as_json:
         console.print_json(report)
     else:
-        console.out.print(format_report(report))
+        text = format_report(report)
+        if seg is not None:  # before the notes
+            lines = text.split("\n")
+            at = next((i for i, ln in enumerate(lines) if ln.startswith("note: ")), len(lines))
+            text = "\n".join(lines[:at] + [format_segmentation(seg)] + lines[at:])
+        console.out.print(text)
+
+
+def parse_segment(value: str) -> float | None:
+    """``--segment`` -> threshold (None: Otsu's)."""
+    if value.strip().lower() == "otsu":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise OptionError(f"--segment takes 'otsu' or a threshold (a number), got {value!r}") from None
+
+
+def segment_report(orig: Volume, res: Volume, segment: str, channel: int | None, mask_path: Path | None
+                   ) -> dict[str, Any]:
+    """:func:`~voxfield.metrics.segmentation_agreement` of a result for ``voxfield metrics``:
+    the original thresholded at ``segment`` (or its Otsu level), or the reference mask file,
+    against the result thresholded at the same level; ``channel`` along the C (or S) axis."""
+    if orig.shape != res.shape:
+        raise DataError(f"shapes differ: original {orig.shape}, result {res.shape}")
+    threshold = parse_segment(segment)
+    ch_axis = next((i for i, a in enumerate(orig.axes) if a in "CS"), None)
+    if channel is not None and ch_axis is None:
+        raise OptionError(f"--segment-channel {channel}: the original (axes {orig.axes}) has no channel axis")
+    mask = None
+    if mask_path is not None:
+        mask = read_volume(mask_path).data
+    try:
+        return segmentation_agreement(orig.data, res.data, threshold, mask, channel, channel_axis=ch_axis)
+    except DataError as exc:
+        if mask_path is not None and "mask" in exc.message:
+            raise DataError(exc.message, mask_path) from None
+        raise
 
 
 def angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -103,7 +156,8 @@ def angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], 
 
 
 def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, result: Path, *, contour: float | None,
-            model: Path | None, resolution: float | None, apix: float | None, as_json: bool, out: Path | None) -> None:
+            model: Path | None, resolution: float | None, apix: float | None, as_json: bool, out: Path | None,
+            seg: dict[str, Any] | None = None) -> None:
     from voxfield.metrics.cryoem import cryoem_report, format_cryoem_report
 
     if orig.shape != res.shape:
@@ -119,6 +173,8 @@ def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, resul
     report: dict[str, Any] = {"original": str(original), "result": str(result), **rep}
     if nbytes:
         report["ratio"] = orig.data.nbytes / nbytes
+    if seg is not None:
+        report["segmentation"] = seg
     if out is not None:
         from voxfield.io.metajson import dumps
 
@@ -129,4 +185,6 @@ def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, resul
         text = format_cryoem_report(rep)
         if nbytes:
             text = f"compression ratio: {report['ratio']:.2f} ({nbytes} bytes)\n" + text
+        if seg is not None:
+            text += "\n" + format_segmentation(seg)
         console.out.print(text, markup=False, highlight=False)

@@ -13,7 +13,9 @@
 4. **allocate** — parameters ∝ size/D (or size, D, equal), widths per block snapped to at
    most ``max_groups`` architectures (funnel ratio ``fr``), each group one batched model.
 5. **fit** — learning-rate-free by default (range test), cosine schedule, random voxels
-   per step, for ``steps`` steps (or as many as fit in ``time_budget`` seconds).
+   per step, for ``steps`` steps (or as many as fit in ``time_budget`` seconds); with
+   ``guide`` (application guidance, :mod:`~voxfield.compress.guidance`) the loss is
+   ``MSE + guide_weight x`` a segmentation (soft Dice at a threshold) or MS-SSIM loss.
 6. **quantise + entropy-code** — per-tensor uniform quantisation at ≥ 8 bits, ANS coding;
    the bit depth is searched so the file lands within tolerance of the target, then a
    short quantisation-aware fine-tune, then the final search.
@@ -39,6 +41,13 @@ from voxfield.compress.allocate import allocate, max_blocks_for_budget, plan_gro
 from voxfield.compress.classic import volume_header
 from voxfield.compress.deblock import DeblockParams, choose_params, label_map
 from voxfield.compress.field_layout import FieldLayout, decode_whole
+from voxfield.compress.guidance import (
+    DEFAULT_GUIDE_WEIGHT,
+    DEFAULT_TAU_FRACTION,
+    FieldGuide,
+    GuideConfig,
+    prepare_field_guide,
+)
 from voxfield.compress.neural_fit import GroupData, make_group_data, train
 from voxfield.compress.neural_model import BlockSet, Group, NeuralField
 from voxfield.compress.partition import Block, equidistant_partition, no_partition, sci_partition
@@ -85,6 +94,12 @@ class NeuralConfig:
     time: str = "coord"
     seed: int = 0
     device: str = "auto"
+    # application guidance (voxfield.compress.guidance): None | "segmentation" | "ssim"
+    guide: str | None = None
+    guide_weight: float = DEFAULT_GUIDE_WEIGHT  # loss = MSE + guide_weight x guidance loss (0.3, measured)
+    guide_threshold: float | None = None  # segmentation threshold in data units; None: Otsu's
+    guide_channel: int | None = None  # output channel (flat index over C/S) guidance looks at; None: all
+    guide_tau: float = DEFAULT_TAU_FRACTION  # soft threshold width, fraction of the data range
 
     @classmethod
     def preset(cls, method: str, **overrides: Any) -> NeuralConfig:
@@ -126,6 +141,15 @@ class NeuralConfig:
             raise OptionError("steps must be >= 1")
         if self.time_budget is not None and self.time_budget <= 0:
             raise OptionError("time budget must be > 0 seconds")
+        if self.guide is None and (self.guide_threshold is not None or self.guide_channel is not None):
+            raise OptionError("guide_threshold and guide_channel go with guide=segmentation or guide=ssim")
+        self.guide_config()
+
+    def guide_config(self) -> GuideConfig | None:
+        """The validated guidance setting (None without ``guide``)."""
+        if self.guide is None:
+            return None
+        return GuideConfig(self.guide, self.guide_weight, self.guide_threshold, self.guide_channel, self.guide_tau)
 
 
 def default_time_budget(n_voxels: int) -> float:
@@ -292,9 +316,11 @@ def exact_groups(payload: bytes, code_rows: np.ndarray, group_widths: list[list[
 
 def _method_header(cfg: NeuralConfig, layout: FieldLayout, blocks: BlockSet, groups: list[dict[str, Any]],
                    bits: float, deblock: DeblockParams, extra: dict[str, Any]) -> dict[str, Any]:
+    # the guidance keys only when guidance is on: unguided files stay as they were
+    skip = ("device",) + (tuple(k for k in asdict(cfg) if k.startswith("guide")) if cfg.guide is None else ())
     return {
         "name": cfg.method,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("device",)},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in skip},
         "layout": layout.to_dict(),
         "overlap": blocks.overlap,
         "groups": groups,
@@ -325,6 +351,8 @@ class FitReport:
     total_seconds: float = 0.0
     file_bytes: int = 0
     attempts: int = 1
+    guide: str | None = None
+    guide_threshold: float | None = None  # segmentation threshold used, data units
 
 
 def _constant_file(vol: Volume, layout: FieldLayout, cfg: NeuralConfig) -> bytes:
@@ -336,13 +364,18 @@ def _constant_file(vol: Volume, layout: FieldLayout, cfg: NeuralConfig) -> bytes
 
 def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None, *,
                     progress: Callable[[str, float], None] | None = None,
-                    report: FitReport | None = None) -> bytes:
+                    report: FitReport | None = None, guide_mask: np.ndarray | None = None) -> bytes:
     """Compress ``vol`` with a neural method; returns the ``.vxf`` bytes.
 
     ``target`` must be a ratio or a byte size (default ratio 64); the file lands within
     ``target.rtol`` of it (±2 % is the default tolerance for neural methods).
-    ``progress(stage, fraction)`` is called during fitting."""
+    ``progress(stage, fraction)`` is called during fitting. ``guide_mask`` (with
+    ``cfg.guide="segmentation"``) is the reference segmentation to keep (bool, 0/1 or label
+    image with the volume's shape, or one channel's shape with ``guide_channel``) instead of
+    the thresholded original; it is not stored."""
     cfg.validate()
+    if guide_mask is not None and cfg.guide != "segmentation":
+        raise OptionError("a guide mask goes with guide=segmentation")
     t_start = time.perf_counter()
     check_array(vol.data, vol.meta.get("source"))
     target = target or Target.ratio(64.0, rtol=0.02)
@@ -355,6 +388,11 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         blob = _constant_file(vol, layout, cfg)
         rep.file_bytes, rep.total_seconds = len(blob), time.perf_counter() - t_start
         return blob
+    gcfg = cfg.guide_config()
+    guide: FieldGuide | None = None if gcfg is None else prepare_field_guide(gcfg, layout, vol.data, guide_mask)
+    guide_extra: dict[str, Any] = {} if guide is None else {"guide": guide.describe()}
+    if guide is not None:
+        rep.guide, rep.guide_threshold = guide.kind, guide.data_threshold
     device = resolve_device(cfg.device)
     goal = float(target.size_goal(vol.data.nbytes))  # type: ignore[arg-type]
     tol = size_rtol(target) * goal  # keeps the *ratio* within ±rtol
@@ -387,7 +425,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         over = container.overhead({**head_base, "method": _method_header(
             cfg, layout, dummy_blocks, dummy_groups, 8.123456, DeblockParams(0.1234567, 0.1234567, 0.1234567),
             {"lrs": [1e-3] * len(dummy_groups), "steps": 123456,
-             "bandwidth": [0.12345678] * len(shape_c)})}, ["tables", "weights"]) + len(dummy_tab)
+             "bandwidth": [0.12345678] * len(shape_c), **guide_extra})}, ["tables", "weights"]) + len(dummy_tab)
         weight_bytes = goal - over
         if weight_bytes < 64:
             raise TargetNotMet(f"ratio {vol.data.nbytes / goal:.4g} is out of reach: the container and tables alone "
@@ -406,7 +444,8 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
                                activation=cfg.activation, seed=cfg.seed * 1000 + gi)  # type: ignore[arg-type]
             gdata.append(make_group_data(net, field_arr, bset.ext_starts[members], bset.ext_stops[members],
                                          [owned[b] for b in members], int(np.prod(field_arr.shape[:-1])), device,
-                                         bset.coord_scale()[members]))
+                                         bset.coord_scale()[members],
+                                         mask=None if guide is None else guide.mask_field))
         n_params = sum(g.net.params_per_block() * g.net.n_blocks for g in gdata)
         samples = _samples_per_block(cfg, gdata)
 
@@ -415,7 +454,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         budget = cfg.time_budget if cfg.time_budget is not None else default_time_budget(vol.data.size)
         fit_budget = budget / (1.0 + cfg.qat_fraction) - (t0 - t_start)
         lrs, steps = train(gdata, steps=cfg.steps, samples=samples, optimizer=cfg.optimizer, lr=cfg.lr, seed=cfg.seed,
-                           time_budget=max(fit_budget, 5.0),
+                           time_budget=max(fit_budget, 5.0), guide=guide,
                            on_step=(lambda s, n: progress("fit", s / n)) if progress else None)
         rep.train_seconds += time.perf_counter() - t0
 
@@ -432,7 +471,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
             left = 0.9 * (budget - (time.perf_counter() - t_start))
             timed = cfg.steps is None and left > 1.0
             train(gdata, steps=None if timed else qat, time_budget=left if timed else None, samples=samples,
-                  seed=cfg.seed + 11, bits=bits, lrs=[r * 0.1 for r in lrs],
+                  seed=cfg.seed + 11, bits=bits, lrs=[r * 0.1 for r in lrs], guide=guide,
                   on_step=(lambda s, n: progress("quantisation-aware fine-tune", s / n)) if progress else None)
             bits, payload, codes = _land_bits(nets, weight_bytes, tol)
             if payload is None:
@@ -450,7 +489,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
                 deb = _choose_deblock(bset, groups, field_arr)
             method = _method_header(cfg, layout, bset, ghead, float(bits), deb,
                                     {"lrs": [float(r) for r in lrs], "steps": int(steps),
-                                     "bandwidth": None if bandwidth is None else list(bandwidth)})
+                                     "bandwidth": None if bandwidth is None else list(bandwidth), **guide_extra})
             blob = container.dumps({**head_base, "method": method},
                                    {"tables": _tables(bset, block_group, codes), "weights": payload})
             if abs(len(blob) - goal) <= tol:

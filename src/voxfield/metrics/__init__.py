@@ -9,7 +9,8 @@ Modules: :mod:`~voxfield.metrics.error` (MSE, PSNR with the data range and, labe
 the dtype maximum), :mod:`~voxfield.metrics.rate` (ratio, bits per voxel),
 :mod:`~voxfield.metrics.similarity` (n-D SSIM), :mod:`~voxfield.metrics.fourier_shell` (Fourier shell
 correlation and resolution), :mod:`~voxfield.metrics.density` (paper 000's
-relative-error table), :mod:`~voxfield.metrics.segmentation` (Acc(tau), Dice, IoU),
+relative-error table), :mod:`~voxfield.metrics.segmentation` (Acc(tau), Dice, IoU, the
+agreement of a threshold segmentation: :func:`segmentation_agreement`),
 :mod:`~voxfield.metrics.report` (:func:`compare`: everything in one JSON-ready dict),
 :mod:`~voxfield.metrics.cryoem` (the cryo-EM quality report: contour mask and automatic
 contour, masked PSNR, FSC >= 0.9, CC_mask) and :mod:`~voxfield.metrics.map_model` (model map
@@ -62,7 +63,17 @@ from .map_model import (
 )
 from .rate import bits_per_voxel, compression_ratio
 from .report import REPORT_KEYS, compare, format_report
-from .segmentation import dice, iou, mask_scores, thresholded_accuracy
+from .segmentation import (
+    count_objects,
+    dice,
+    format_segmentation,
+    iou,
+    mask_scores,
+    otsu_threshold,
+    reference_segmentation,
+    segmentation_agreement,
+    thresholded_accuracy,
+)
 from .similarity import SSIMResult, ssim, ssim_details
 
 __all__ = [
@@ -92,6 +103,7 @@ __all__ = [
     "compare",
     "compression_ratio",
     "contour_mask",
+    "count_objects",
     "cryoem_report",
     "density_bands",
     "dice",
@@ -100,6 +112,7 @@ __all__ = [
     "format_cryoem_report",
     "format_density_table",
     "format_report",
+    "format_segmentation",
     "fsc",
     "iou",
     "load_model",
@@ -108,10 +121,13 @@ __all__ = [
     "max_abs_error",
     "mean_abs_error",
     "mse",
+    "otsu_threshold",
     "psnr",
     "psnr_dtype_max",
     "psnr_from_mse",
+    "reference_segmentation",
     "rmse",
+    "segmentation_agreement",
     "simulate_model_map",
     "ssim",
     "ssim_details",
