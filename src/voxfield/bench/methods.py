@@ -8,6 +8,7 @@ from typing import Any
 
 from voxfield.codecs.base import Target
 from voxfield.codecs.registry import get_codec
+from voxfield.compress import hybrid
 from voxfield.compress.classic import compress_volume
 from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.errors import OptionError
@@ -40,8 +41,13 @@ class MethodSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def hybrid(self) -> bool:
+        return self.name.split(":", 1)[0] == hybrid.METHOD
+
+    @property
     def neural(self) -> bool:
-        return self.name in NEURAL_METHODS
+        """Fitted at encode time (neural and hybrid methods)."""
+        return self.name in NEURAL_METHODS or self.hybrid
 
     @property
     def lossless(self) -> bool:
@@ -65,7 +71,9 @@ class MethodSpec:
         return spec
 
     def validate(self) -> None:
-        if self.neural:
+        if self.hybrid:
+            hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
+        elif self.neural:
             make_config(self.name, **self.settings)
         else:
             get_codec(self.name, **self.settings)
@@ -75,6 +83,10 @@ class MethodSpec:
         the bytes and the neural fit report (None for classic codecs)."""
         if self.neural:
             t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
+            if self.hybrid:
+                rep = hybrid.HybridReport()
+                cfg = hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
+                return hybrid.compress_hybrid(vol, cfg, t, report=rep), rep
             return compress_field(vol, self.name, t, self.settings)
         return compress_volume(vol, get_codec(self.name, **self.settings), target), None
 

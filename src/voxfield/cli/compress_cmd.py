@@ -14,9 +14,11 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from voxfield.cli import console
 from voxfield.codecs.base import Target
 from voxfield.codecs.registry import available_codecs, get_codec
-from voxfield.compress import container
+from voxfield.compress import container, hybrid
 from voxfield.compress.api import decompress as decompress_vxf
+from voxfield.compress.bounded import make_encoder
 from voxfield.compress.classic import compress_volume, output_name
+from voxfield.compress.hybrid import PRIORS
 from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import check_writable, read_volume
@@ -94,10 +96,11 @@ def stage_progress(label: str) -> Iterator[Callable[[str, float], None]]:
         yield update
 
 
-def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any]) -> tuple[bytes, Any]:
+def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any], **kwargs: Any
+               ) -> tuple[bytes, Any]:
     """Neural compression with a rich progress bar over the fitting stages."""
     with stage_progress(method) as update:
-        return compress_field(vol, method, target, settings, progress=update)
+        return compress_field(vol, method, target, settings, progress=update, **kwargs)
 
 
 def describe_fit(method: str, rep: Any) -> str:
@@ -117,11 +120,11 @@ def describe_fit(method: str, rep: Any) -> str:
 def compress(
     input: Annotated[Path, typer.Argument(help="Volume to compress (.mrc/.map(.gz), .tif, .ome.zarr, .npy, .npz, .h5).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .vxf file [default: INPUT.vxf].")] = None,
-    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(NEURAL_METHODS)} [default: {DEFAULT_METHOD}].")] = None,
+    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(NEURAL_METHODS)} [default: {DEFAULT_METHOD}], or hybrid[:PRIOR] (a classic codec + neural residual; PRIOR: {', '.join(PRIORS)}).")] = None,
     codec: Annotated[str | None, typer.Option(help="Classic codec instead of a neural method: " + ", ".join(available_codecs()))] = None,
     ratio: Annotated[float | None, typer.Option(help="Target compression ratio (original bytes / file bytes).")] = None,
-    max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound, in data units (classic codecs).")] = None,
-    rel_error: Annotated[float | None, typer.Option("--rel-error", help="Error bound relative to the value range (classic codecs).")] = None,
+    max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound E, in data units: every voxel decodes within E (any method; neural and hybrid methods add an entropy-coded residual, with --ratio as the base's ratio).")] = None,
+    rel_error: Annotated[float | None, typer.Option("--rel-error", help="Error bound as a fraction of the value range (max - min), e.g. 0.001.")] = None,
     psnr_db: Annotated[float | None, typer.Option("--psnr", help="Target PSNR in dB, data range (classic codecs).")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless (gzip, zstd, raw).")] = False,
     tolerance: Annotated[float | None, typer.Option(help="Accepted relative deviation from a ratio target [default: 0.02 neural, 0.03 classic].")] = None,
@@ -136,6 +139,11 @@ def compress(
     fsc_target: Annotated[float | None, typer.Option("--fsc-target", help="Science-lossless: the highest ratio whose decoded map keeps FSC >= this (e.g. 0.9) out to --resolution.")] = None,
     resolution: Annotated[float | None, typer.Option(help="With --fsc-target: the map's resolution in Å.")] = None,
     apix: Annotated[float | None, typer.Option(help="Voxel size in Å, overriding the input's header (e.g. when it says 0); stored in the file.")] = None,
+    guide: Annotated[str | None, typer.Option(help="Application guidance for neural and hybrid methods: segmentation (keep a threshold segmentation) or ssim (MS-SSIM).")] = None,
+    guide_weight: Annotated[float | None, typer.Option("--guide-weight", help="Weight of the guidance loss beside the MSE [default: 0.3].")] = None,
+    guide_threshold: Annotated[float | None, typer.Option("--guide-threshold", help="Segmentation guidance: the threshold [default: Otsu's on the original].")] = None,
+    guide_channel: Annotated[int | None, typer.Option("--guide-channel", help="Segmentation guidance on multichannel data: the channel to segment (counted from 0).")] = None,
+    guide_mask: Annotated[Path | None, typer.Option("--guide-mask", help="Segmentation guidance: a reference mask or label image (same shape as the data; label > 0 is foreground).")] = None,
 ) -> None:
     """Compress a volume into a self-describing .vxf file: a neural field (default) or a
     classic codec, at a target ratio (or an error bound for classic codecs)."""
@@ -147,39 +155,90 @@ def compress(
     if out.suffix.lower() != container.SUFFIX:
         raise OptionError(f"output must end in {container.SUFFIX} (got {out.name})")
     check_writable(out, overwrite=force)
-    neural_method = None if codec is not None else (method or DEFAULT_METHOD)
+    hybrid_prior: str | None = None
+    is_hybrid = method is not None and method.split(":", 1)[0] == hybrid.METHOD
+    if is_hybrid:
+        assert method is not None
+        hybrid_prior = hybrid.parse_method(method)
+    neural_method = None if codec is not None or is_hybrid else (method or DEFAULT_METHOD)
     if neural_method is not None and neural_method not in NEURAL_METHODS:
-        raise OptionError(f"unknown method {neural_method!r} (neural: {', '.join(NEURAL_METHODS)}; classic codecs "
-                          "with --codec)")
-    tol = tolerance if tolerance is not None else (0.02 if neural_method else 0.03)
-    target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
+        raise OptionError(f"unknown method {neural_method!r} (neural: {', '.join(NEURAL_METHODS)}; hybrid[:PRIOR]; "
+                          "classic codecs with --codec)")
+    tol = tolerance if tolerance is not None else (0.03 if codec is not None else 0.02)
+    c = get_codec(codec) if codec is not None else None
+    bounded = max_error is not None or rel_error is not None
+    # error bound on top of a method: neural, hybrid, or a classic codec without its own error mode
+    wrap_bound = bounded and (c is None or "max_abs_error" not in c.targets)
+    if wrap_bound:
+        if psnr_db is not None or lossless or fsc_target is not None:
+            raise OptionError("an error bound goes with --ratio (the base's ratio) only")
+        if max_error is not None and rel_error is not None:
+            raise OptionError("give --max-error or --rel-error, not both")
+        for flag, value in (("--max-error", max_error), ("--rel-error", rel_error)):
+            if value is not None and not value > 0:
+                raise OptionError(f"{flag} must be > 0, got {value:g}")
+        target = Target.ratio(ratio, tol) if ratio is not None else None
+    else:
+        target = make_target(ratio, max_error, rel_error, psnr_db, lossless, tol)
     if fsc_target is not None and (target is not None or resolution is None):
         raise OptionError("--fsc-target needs --resolution and no other target (--ratio, --max-error, ...)")
     if fsc_target is None and resolution is not None:
         raise OptionError("--resolution goes with --fsc-target")
     if apix is not None and not apix > 0:
         raise OptionError(f"--apix must be > 0 Å, got {apix:g}")
+    guided = any(v is not None for v in (guide_weight, guide_threshold, guide_channel, guide_mask))
+    if guided and guide is None:
+        raise OptionError("--guide-weight/--guide-threshold/--guide-channel/--guide-mask go with --guide")
+    if guide is not None and c is not None:
+        raise OptionError("--guide works with neural and hybrid methods, not classic codecs")
     extra = parse_settings(settings)
+    if guide is not None:
+        extra.update({k: v for k, v in (("guide", guide), ("guide_weight", guide_weight),
+                                        ("guide_threshold", guide_threshold)) if v is not None})
+        if guide_channel is not None:
+            if is_hybrid:
+                raise OptionError("--guide-channel works with the neural methods; for the hybrid method pass "
+                                  "--guide-mask")
+            extra["guide_channel"] = guide_channel
+    hcfg: hybrid.HybridConfig | None = None
     if neural_method is not None:
         extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
                                         ("seed", seed)) if v is not None})
         make_config(neural_method, **extra)  # unknown keys fail before reading
-    c = get_codec(codec) if codec is not None else None
+    elif is_hybrid:
+        extra.update({k: v for k, v in (("device", device), ("steps", steps), ("time_budget", time_budget),
+                                        ("seed", seed)) if v is not None})
+        hcfg = hybrid.HybridConfig.make(hybrid_prior, **extra)
+        hybrid.require_prior(hcfg.prior)
+    if c is not None and wrap_bound and not c.available():
+        raise OptionError(f"codec {c.name} is unavailable on this machine")
     vol = read_volume(input, axes=axes)
     if apix is not None:
         vol = with_voxel_size(vol, apix)
+    mask_arr = None
+    if guide_mask is not None:
+        if guide != "segmentation":
+            raise OptionError("--guide-mask goes with --guide segmentation")
+        mask_arr = read_volume(guide_mask).data
+        if mask_arr.shape != vol.data.shape and not (guide_channel is not None and mask_arr.ndim == vol.data.ndim - 1):
+            raise OptionError(f"--guide-mask has shape {mask_arr.shape}, the data {vol.data.shape}")
+        mask_arr = mask_arr > 0
     t0 = time.perf_counter()
-    if fsc_target is not None:
-        assert resolution is not None
-        blob, what = _science_lossless(vol, c, neural_method, extra, fsc_target, resolution, None, tol)
-    elif c is not None:
-        with console.err.status(f"compressing with {c.name}…"):
+
+    with stage_progress(hcfg and "hybrid" or neural_method or "base") as update:
+        encode_base = make_encoder(vol, codec=c, hybrid_cfg=hcfg, neural_method=neural_method, settings=extra,
+                                   target=target, tol=tol, loose=wrap_bound, guide_mask=mask_arr, progress=update,
+                                   describe_neural=describe_fit)
+        if fsc_target is not None:
+            assert resolution is not None
+            blob, what = _science_lossless(vol, c, neural_method, extra, fsc_target, resolution, None, tol)
+        elif wrap_bound:
+            blob, what = _error_bounded(vol, encode_base, max_error, rel_error, ratio, c is not None or is_hybrid)
+        elif c is not None:
             blob = compress_volume(vol, c, target)
-        what = c.name
-    else:
-        assert neural_method is not None
-        blob, rep = run_neural(vol, neural_method, target or Target.ratio(64.0, tol), extra)
-        what = describe_fit(neural_method, rep)
+            what = c.name
+        else:
+            blob, what = encode_base(None if target is not None else 64.0, True)
     seconds = time.perf_counter() - t0
     write_bytes_atomic(out, blob, overwrite=force)
     r = vol.data.nbytes / len(blob)
@@ -190,6 +249,25 @@ def compress(
         msg += (f"; PSNR {psnr(vol.data, dec.data):.2f} dB (data range), "
                 f"max |error| {max_abs_error(vol.data, dec.data):.4g}")
     console.out.print(msg)
+
+
+def _error_bounded(vol: Volume, encode_base: Callable[..., tuple[bytes, str]], max_error: float | None,
+                   rel_error: float | None, ratio: float | None, searchable: bool) -> tuple[bytes, str]:
+    """The method's file plus the entropy-coded residual that bounds every voxel's error
+    (:func:`voxfield.compress.bounded.error_bounded`), reporting each probe of the search."""
+    from voxfield.compress import ebound
+    from voxfield.compress.bounded import error_bounded
+
+    bound = ebound.absolute_bound(vol.data, max_error, rel_error)
+
+    def probe(r: float, base: int, total: int) -> None:
+        console.err.print(f"  base at {r:.1f}x: {base:,} B, estimated total {total:,} B", markup=False,
+                          highlight=False)
+
+    if searchable and ratio is None:
+        console.err.print("searching the base ratio that makes the smallest error-bounded file…")
+    blob, what, _ = error_bounded(vol, encode_base, bound, search=searchable, ratio=ratio, on_probe=probe)
+    return blob, what
 
 
 def with_voxel_size(vol: Volume, apix: float) -> Volume:

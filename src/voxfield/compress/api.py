@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress import classic, container, cryo_pe_set, neural
+from voxfield.compress import classic, container, cryo_pe_set, ebound, hybrid, neural
 from voxfield.compress.methods import NEURAL_DECODERS
 from voxfield.errors import FormatError
 from voxfield.io.volume import Volume
@@ -21,7 +21,8 @@ from voxfield.io.volume import Volume
 Decoder = Callable[[container.VxfReader], Volume]
 
 #: method name -> decoder of a whole volume.
-DECODERS: dict[str, Decoder] = {classic.METHOD: classic.decode_classic, **NEURAL_DECODERS}
+DECODERS: dict[str, Decoder] = {classic.METHOD: classic.decode_classic, hybrid.METHOD: hybrid.decode_hybrid,
+                                **NEURAL_DECODERS}
 
 
 def decompress(source: str | os.PathLike[str] | bytes, member: int | str | None = None) -> Volume:
@@ -39,7 +40,10 @@ def decompress(source: str | os.PathLike[str] | bytes, member: int | str | None 
                 f"unknown compression method {name!r} (this voxfield decodes: {', '.join(DECODERS)})",
                 reader.path,
             )
-        return DECODERS[name](reader)
+        vol = DECODERS[name](reader)
+        if "ebound" in reader.header:
+            vol = Volume(ebound.correct(reader, vol.data), vol.axes, vol.spacing, vol.unit, vol.origin, vol.meta)
+        return vol
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -60,8 +64,16 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             summary.update(cryo_pe_set.set_summary(method))
             members = cryo_pe_set.describe_members(reader)
             nbytes = sum(m["original_bytes"] for m in members)
+        elif method.get("name") == hybrid.METHOD:
+            summary.update({"prior": method.get("prior", {}).get("name"), "residual": method.get("residual"),
+                            "selection": method.get("selection")})
+            if method.get("filter"):
+                f = method["filter"]
+                summary["filter"] = f"{f['dims']}-D conv, {f['channels']} channels, kernel {f['kernel']}"
         else:
             summary.update({k: v for k, v in method.items() if k != "name"})
+        if "ebound" in head:
+            summary["max_abs_error"] = head["ebound"].get("max_abs_error")
         out: dict[str, Any] = {
             "file": str(Path(path)),
             "file_bytes": reader.size,

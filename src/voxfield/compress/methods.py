@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from voxfield.codecs.base import Target
 from voxfield.compress import cryo_pe, grid, neural
 from voxfield.errors import OptionError
@@ -30,9 +32,13 @@ def make_config(method: str, **settings: Any) -> neural.NeuralConfig | grid.Grid
 
 
 def compress_field(vol: Volume, method: str, target: Target | None, settings: dict[str, Any] | None = None, *,
-                   progress: Callable[[str, float], None] | None = None) -> tuple[bytes, Any]:
-    """Compress ``vol`` with a neural method; returns the ``.vxf`` bytes and the fit report."""
+                   progress: Callable[[str, float], None] | None = None,
+                   guide_mask: np.ndarray | None = None) -> tuple[bytes, Any]:
+    """Compress ``vol`` with a neural method; returns the ``.vxf`` bytes and the fit report.
+    ``guide_mask``: reference segmentation for ``guide=segmentation`` (sci, siren)."""
     cfg = make_config(method, **(settings or {}))
+    if guide_mask is not None and not isinstance(cfg, neural.NeuralConfig):
+        raise OptionError(f"guidance works with the sci and siren methods, not {method}")
     if isinstance(cfg, grid.GridConfig):
         rep: Any = grid.GridReport()
         return grid.compress_grid(vol, cfg, target, progress=progress, report=rep), rep
@@ -40,7 +46,8 @@ def compress_field(vol: Volume, method: str, target: Target | None, settings: di
         crep = cryo_pe.CryoPEReport()
         return cryo_pe.compress_cryo_pe(vol, cfg, target, progress=progress, report=crep), crep
     rep = neural.FitReport(method)
-    return neural.compress_neural(vol, cfg, target, progress=progress, report=rep), rep
+    kw = {"guide_mask": guide_mask} if guide_mask is not None else {}
+    return neural.compress_neural(vol, cfg, target, progress=progress, report=rep, **kw), rep
 
 
 #: method name -> loader of a random-access field (None for constant volumes) and its layout

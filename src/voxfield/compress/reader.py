@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container, cryo_pe_set
+from voxfield.compress import container, cryo_pe_set, ebound, hybrid
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.compress.grid import GridField
 from voxfield.compress.methods import FIELD_LOADERS
@@ -49,9 +49,18 @@ class VxfArray:
             self._field: NeuralField | GridField | None = None
             self._layout: FieldLayout | None = None
             self._full: np.ndarray | None = None
+            self._hybrid: hybrid.RegionDecoder | None = None
             name = reader.header.get("method", {}).get("name")
             if is_set:
                 self._field, self._layout = cryo_pe_set.load_member_field(reader, member)
+            elif "ebound" in reader.header:  # the correction is coded for the whole volume
+                from voxfield.compress.api import DECODERS
+
+                if name not in DECODERS:
+                    raise FormatError(f"unknown compression method {name!r}", reader.path)
+                self._full = ebound.correct(reader, DECODERS[name](reader).data)
+            elif name == hybrid.METHOD:
+                self._hybrid = hybrid.RegionDecoder(reader)
             elif name in FIELD_LOADERS:
                 self._field, self._layout = FIELD_LOADERS[name](reader)
             else:
@@ -68,7 +77,7 @@ class VxfArray:
     @property
     def random_access(self) -> bool:
         """Whether regions decode without decoding the whole volume."""
-        return self._full is None
+        return self._full is None or self._hybrid is not None
 
     def __repr__(self) -> str:
         return f"VxfArray(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r}, path={self.path})"
@@ -107,7 +116,12 @@ class VxfArray:
         if any(len(ix) == 0 for ix in per_axis):
             shape = tuple(len(ix) for ix, k in zip(per_axis, keys, strict=True) if not isinstance(k, int))
             return np.empty(shape, dtype=self.dtype)
-        data = self._decode_grid(per_axis)
+        if self._hybrid is not None:
+            uniq = [np.unique(ix) for ix in per_axis]
+            back = [np.searchsorted(u, ix) for u, ix in zip(uniq, per_axis, strict=True)]
+            data = self._hybrid.region(uniq)[np.ix_(*back)]
+        else:
+            data = self._decode_grid(per_axis)
         squeeze = tuple(i for i, k in enumerate(keys) if isinstance(k, int))
         return data.reshape(tuple(n for i, n in enumerate(data.shape) if i not in squeeze))
 
@@ -141,8 +155,9 @@ class VxfArray:
         positions evaluate the continuous field. Returns ``(P, *channel_shape)`` in the
         original dtype (float64 for fractional positions of integer data)."""
         pts = np.asarray(coords, dtype=np.float64)
-        if self._layout is None:  # classic file: nearest voxel
-            assert self._full is not None
+        if self._layout is None:  # classic or hybrid file: nearest voxel
+            if self._full is None:
+                self._full = self[...]
             idx = np.rint(pts).astype(np.int64)
             if pts.ndim != 2 or pts.shape[1] != self.ndim:
                 raise OptionError(f"coordinates must have shape (P, {self.ndim})")
