@@ -11,7 +11,8 @@ jpegxl. Residual models (``--set residual=...``):
 * ``none``: the prior alone (in a hybrid file).
 
 Encoding makes the candidates the settings allow — always including *prior alone at the
-whole budget* — and keeps the one with the best whole-volume score (``selection``: psnr,
+whole budget*, which is the prior codec's own ``.vxf`` file, byte for byte what
+``--codec PRIOR`` writes for the same target — and keeps the one with the best whole-volume score (``selection``: psnr,
 ssim or segmentation), so a hybrid file is never worse than its prior at the same size,
 by that score. Within a candidate, each block (``block`` voxels per edge) keeps the prior
 alone or prior + residual, whichever scores better there (one bit per block, stored).
@@ -37,7 +38,7 @@ from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target, restore_dtype
 from voxfield.codecs.registry import CODECS, available_codecs, get_codec
 from voxfield.compress import container, hybrid_filter
-from voxfield.compress.classic import volume_header
+from voxfield.compress.classic import compress_volume, volume_header
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.io.validate import check_array
 from voxfield.io.volume import Volume
@@ -287,8 +288,16 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     if goal - over < 64:
         raise TargetNotMet(f"ratio {x.nbytes / goal:.4g} is out of reach for the hybrid method: the file may hold "
                            f"{goal:.0f} bytes and the container takes {over}")
-    payload, _ = encode_prior(goal - over)
-    candidates["prior"] = assemble(method_head("none", {}), {"prior": payload})
+    # prior alone: the prior codec's own file, byte for byte what ``--codec PRIOR`` writes
+    # for this target, so a hybrid that keeps the prior is exactly that codec's file
+    try:
+        candidates["prior"] = compress_volume(vol, codec, target)
+    except TargetNotMet as exc:
+        if exc.best is not None:
+            candidates["prior"] = exc.best
+        else:
+            payload, _ = encode_prior(goal - over)
+            candidates["prior"] = assemble(method_head("none", {}), {"prior": payload})
     if progress:
         progress("prior", 1.0)
     if cfg.residual == "filter":
@@ -302,7 +311,7 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     # --- keep the best by the selection score
     best_name, best_score = "", -np.inf
     for name, blob in candidates.items():
-        y = decode_hybrid_array(blob)
+        y = _decode_candidate(blob)
         s = _score(cfg.selection, x, y, ref)
         mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
         rep.candidates[name] = {"bytes": len(blob), "score": s, "mse": mse}
@@ -311,14 +320,25 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     rep.chosen = best_name
     blob = candidates[best_name]
     with container.VxfReader(blob) as r:
-        rep.prior_bytes = r.section_info("prior").size
-        rep.residual_bytes = sum(r.section_info(n).size for n in r.section_names if n != "prior")
+        prior_section = "prior" if "prior" in r.section_names else "payload"
+        rep.prior_bytes = r.section_info(prior_section).size
+        rep.residual_bytes = sum(r.section_info(n).size for n in r.section_names if n != prior_section)
         fl = r.header["method"].get("flags")
         if fl:
             f = _unpack_flags(r.section("flags"), tuple(fl["shape"]))
             rep.blocks, rep.blocks_on = int(f.size), int(f.sum())
     rep.seconds = time.perf_counter() - t_start
     return blob
+
+
+def _decode_candidate(blob: bytes) -> np.ndarray:
+    """Decoded array of a candidate: a hybrid file or the prior codec's own file."""
+    with container.VxfReader(blob) as reader:
+        if reader.header.get("method", {}).get("name") == METHOD:
+            return decode_hybrid_array(reader)
+    from voxfield.compress.api import decompress
+
+    return decompress(blob).data
 
 
 def _selection_reference(cfg: HybridConfig, x: np.ndarray, mask: np.ndarray | None) -> Any:
