@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -569,10 +569,6 @@ def describe_choice(rep: HybridReport) -> str:
     others = ", ".join(f"{k} {v['mse']:.4g}" for k, v in rep.candidates.items())
     parts.append(f"MSE of candidates: {others}")
     return ", ".join(parts)
-
-
-def with_prior(cfg: HybridConfig, prior: str | None) -> HybridConfig:
-    return cfg if prior is None else replace(cfg, prior=prior)
 
 
 class RegionDecoder:
