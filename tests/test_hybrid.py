@@ -17,7 +17,7 @@ from voxfield.compress import container, hybrid, hybrid_filter
 from voxfield.compress.api import decompress, describe
 from voxfield.compress.classic import compress_volume
 from voxfield.compress.reader import open_vxf
-from voxfield.errors import OptionError
+from voxfield.errors import FormatError, OptionError
 from voxfield.io import read_volume
 from voxfield.io.volume import Volume
 from voxfield.metrics import psnr
@@ -81,7 +81,7 @@ def test_round_trip_region_decoding_and_info(crop_hybrid: tuple[Volume, bytes, h
     path.write_bytes(blob)
     d = describe(path)
     assert d["method"]["name"] == "hybrid" and d["method"]["prior"] == "sperr"
-    assert set(d["sections"]) == {"prior", "filter", "flags"}
+    assert set(d["sections"]) == {"prior", "filter"}
 
 
 def test_flags_switch_blocks_to_the_prior_exactly(crop_hybrid: tuple[Volume, bytes, hybrid.HybridReport]) -> None:
@@ -91,9 +91,18 @@ def test_flags_switch_blocks_to_the_prior_exactly(crop_hybrid: tuple[Volume, byt
         m = dict(head["method"])
         sections = {n: r.section(n) for n in r.section_names}
         codec_cfg = dict(m["prior"])
-    flags = hybrid._unpack_flags(sections["flags"], tuple(m["flags"]["shape"]))
-    off = np.zeros_like(flags)
-    sections["flags"] = hybrid._pack_flags(off)
+    f = m["filter"]
+    shape = tuple(m["flags"]["shape"])
+    sec = sections["filter"]
+    _, weights, fblob = hybrid_filter.unpack_section(sec, shape[0], f["dims"], f["channels"], f["kernel"])
+    flags = hybrid._unpack_flags(fblob, shape)
+    assert flags.any()
+    # the section is norm + code table + flag length + flags + weights: swap in all-off flags
+    at = 8 * shape[0] + hybrid_filter._ROW.size * len(weights)
+    n_flags = int.from_bytes(sec[at: at + 4], "little")
+    off = hybrid._pack_flags(np.zeros_like(flags))
+    sections["filter"] = sec[:at] + len(off).to_bytes(4, "little") + off + sec[at + 4 + n_flags:]
+    assert not hybrid._candidate_flags(container.VxfReader(container.dumps(head, sections))).any()
     blob_off = container.dumps(head, sections)
     from voxfield.codecs.registry import get_codec
 
@@ -123,6 +132,58 @@ def test_filter_slabs_match_the_whole_volume() -> None:
     whole = hybrid_filter.run(prior, weights, norm, 3)
     slabs = hybrid_filter.run(prior, weights, norm, 3, chunk_voxels=12 * 10 * 4)
     np.testing.assert_allclose(slabs, whole, rtol=0, atol=1e-12)
+
+
+def test_automatic_block_and_width() -> None:
+    assert hybrid.auto_block(3) == 16 and hybrid.auto_block(2) == 64 and hybrid.auto_block(1) == 4096
+    # the wider filter only when its weights fit in the payload share
+    assert hybrid.auto_width(3, 3, 241 / hybrid.FILTER_SHARE) == 4
+    assert hybrid.auto_width(3, 3, 240 / hybrid.FILTER_SHARE) == 2
+    assert hybrid.auto_width(3, 3, 10) == 2
+
+
+def test_rate_model_prices_extra_bytes() -> None:
+    rate = hybrid.RateModel()
+    assert rate.exponent() == hybrid.DEFAULT_RATE_EXPONENT
+    rate.add(1000, 4.0)
+    rate.add(2000, 1.0)  # mse ~ bytes**-2
+    assert rate.exponent() == pytest.approx(2.0)
+    assert rate.at_base(1.0, 1000, 0) == 1.0
+    assert rate.at_base(1.0, 1000, 1000) == pytest.approx(4.0)  # twice the bytes: 4x the mse at the base size
+    assert rate.at_base(1.0, 1000, -500) == pytest.approx(0.25)
+
+
+def test_flags_and_filter_section_round_trip() -> None:
+    rng = np.random.default_rng(5)
+    for shape in [(3, 1, 1), (1, 7, 9, 5), (2, 40, 40)]:
+        flags = rng.random(shape) < 0.7
+        blob = hybrid._pack_flags(flags)
+        np.testing.assert_array_equal(hybrid._unpack_flags(blob, shape), flags)
+    with pytest.raises(FormatError):
+        hybrid._unpack_flags(b"\x07abc", (3, 1, 1))
+    with pytest.raises(FormatError):
+        hybrid._unpack_flags(b"\x01not zstd", (3, 1, 1))
+    weights = [w.detach().numpy() + 0.1 * rng.standard_normal(w.shape).astype(np.float32)
+               for w in hybrid_filter.init_params(2, 4, 3, seed=0)]
+    wpay, rows = hybrid_filter.encode_weights(weights)
+    norm = np.array([[1.5, 2.0], [-3.0, 0.25]], np.float32)
+    fl = hybrid._pack_flags(np.ones((2, 3, 3), bool))
+    sec = hybrid_filter.pack_section(norm, rows, fl, wpay)
+    n2, w2, f2 = hybrid_filter.unpack_section(sec, 2, 2, 4, 3)
+    np.testing.assert_array_equal(n2, norm)
+    assert f2 == fl
+    for a, b in zip(w2, hybrid_filter.decode_weights(wpay, rows, 2, 4, 3), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        hybrid_filter.unpack_section(sec[:40], 2, 2, 4, 3)
+
+
+def test_whole_volume_blocks_sum_everything() -> None:
+    a = np.random.default_rng(6).random((2, 5, 7, 3))
+    sums = hybrid._block_sums(a, 7)
+    assert sums.shape == (2, 1, 1, 1)
+    np.testing.assert_allclose(sums.reshape(2), a.reshape(2, -1).sum(axis=1))
+    np.testing.assert_allclose(hybrid._block_sums(a, 2).sum(axis=(1, 2, 3)), a.reshape(2, -1).sum(axis=1))
 
 
 def test_multichannel_and_integer_data() -> None:

@@ -66,8 +66,8 @@ class HybridConfig:
     prior: str = "sperr"
     residual: str = "filter"
     selection: str = "psnr"
-    block: int = 16  # edge of the selection blocks (voxels, along the convolved axes)
-    channels: int = 4  # filter width (4: 241 weights in 3-D)
+    block: int = 0  # edge of the selection blocks along the convolved axes (0: ~4096 voxels a block)
+    channels: int = 0  # filter width (0: by the budget, 2 or 4; 4 is 241 weights in 3-D)
     kernel: int = 3
     steps: int = 1000
     time_budget: float | None = 60.0  # seconds for one filter fit (None: all steps)
@@ -87,10 +87,10 @@ class HybridConfig:
             raise OptionError(f"residual must be one of {', '.join(RESIDUALS)}, got {self.residual!r}")
         if self.selection not in SELECTIONS:
             raise OptionError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        if self.block < 2:
-            raise OptionError("block must be >= 2 voxels")
-        if not 1 <= self.channels <= 64:
-            raise OptionError("channels must be in [1, 64]")
+        if self.block != 0 and self.block < 2:
+            raise OptionError("block must be >= 2 voxels (or 0 for automatic)")
+        if not 0 <= self.channels <= 64:
+            raise OptionError("channels must be in [1, 64] (or 0 for automatic)")
         if self.kernel not in (1, 3, 5):
             raise OptionError("kernel must be 1, 3 or 5")
         if self.steps < 1:
@@ -116,6 +116,58 @@ class HybridConfig:
         cfg = cls(**settings) if prior is None else cls(**{**settings, "prior": prior})
         cfg.validate()
         return cfg
+
+
+#: Automatic block edge: about this many voxels a block (16 in 3-D, 64 in 2-D).
+AUTO_BLOCK_VOXELS = 4096
+#: Automatic filter widths, and the share of the prior's payload the widest one may take.
+FILTER_WIDTHS = (2, 4)
+FILTER_SHARE = 0.08
+#: No filter candidate when the narrowest filter and its flags would take more than this
+#: share of the payload (the prior alone is kept).
+MAX_RESIDUAL_SHARE = 0.2
+#: Rate exponent a of ``mse ~ bytes**-a`` used when the two prior encodes do not give one
+#: (0.66 is 2 dB per doubling of the size).
+DEFAULT_RATE_EXPONENT = 0.66
+
+
+def auto_block(dims: int) -> int:
+    """Block edge of about :data:`AUTO_BLOCK_VOXELS` voxels in ``dims`` dimensions."""
+    return max(2, int(round(AUTO_BLOCK_VOXELS ** (1.0 / max(dims, 1)))))
+
+
+def auto_width(dims: int, kernel: int, payload_bytes: float) -> int:
+    """The widest filter of :data:`FILTER_WIDTHS` whose weights (about a byte each) fit in
+    :data:`FILTER_SHARE` of the payload; the narrowest if none does."""
+    fits = [c for c in FILTER_WIDTHS if hybrid_filter.param_count(dims, c, kernel) <= FILTER_SHARE * payload_bytes]
+    return max(fits) if fits else FILTER_WIDTHS[0]
+
+
+@dataclass
+class RateModel:
+    """``mse ~ bytes**-a`` near the target, measured from the prior codec's encodes at two
+    sizes; prices extra bytes so candidates of slightly different size compare at the same
+    size (the way the benchmark compares them)."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(self, nbytes: float, mse: float) -> None:
+        if nbytes > 0 and mse > 0:
+            self.points.append((float(nbytes), float(mse)))
+
+    def exponent(self) -> float:
+        if len(self.points) < 2:
+            return DEFAULT_RATE_EXPONENT
+        (b0, m0), (b1, m1) = min(self.points), max(self.points)
+        if b1 / b0 < 1.01:
+            return DEFAULT_RATE_EXPONENT
+        return float(np.clip(np.log(m0 / m1) / np.log(b1 / b0), 0.0, 10.0))
+
+    def at_base(self, mse: float, base_bytes: float, extra_bytes: float) -> float:
+        """The MSE a candidate with ``extra_bytes`` more than the base would have at the
+        base's size."""
+        scale = max(base_bytes + extra_bytes, 1.0) / max(base_bytes, 1.0)
+        return float(mse * scale ** self.exponent())
 
 
 def parse_method(name: str) -> str | None:
@@ -151,6 +203,8 @@ class HybridReport:
     residual_bytes: int = 0
     blocks_on: int = 0
     blocks: int = 0
+    filter_channels: int = 0
+    rate_exponent: float = 0.0
     seconds: float = 0.0
     prior_seconds: float = 0.0
     residual_seconds: float = 0.0
@@ -200,6 +254,9 @@ def _block_sums(a: np.ndarray, block: int) -> np.ndarray:
     out = a
     for ax in range(1, a.ndim):
         n = out.shape[ax]
+        if block >= n:
+            out = out.sum(axis=ax, keepdims=True)
+            continue
         nb = -(-n // block)
         pad = nb * block - n
         if pad:
@@ -220,13 +277,19 @@ def _expand_flags(flags: np.ndarray, spatial: tuple[int, ...], block: int) -> np
 
 
 def _pack_flags(flags: np.ndarray) -> bytes:
-    return zstandard.ZstdCompressor(level=19).compress(np.packbits(flags.reshape(-1).astype(bool)).tobytes())
+    """Block flags as bits, zstd-compressed when that is shorter (first byte: 1 zstd, 0 raw)."""
+    raw = np.packbits(flags.reshape(-1).astype(bool)).tobytes()
+    packed = zstandard.ZstdCompressor(level=19).compress(raw)
+    return b"\x01" + packed if len(packed) < len(raw) else b"\x00" + raw
 
 
 def _unpack_flags(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     n = int(np.prod(shape, dtype=np.int64))
+    if not blob or blob[0] not in (0, 1):
+        raise FormatError("corrupt hybrid block flags")
     try:
-        bits = np.unpackbits(np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), dtype=np.uint8))
+        raw = zstandard.ZstdDecompressor().decompress(blob[1:]) if blob[0] else blob[1:]
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
     except zstandard.ZstdError as exc:
         raise FormatError(f"corrupt hybrid block flags ({exc})") from None
     if bits.size < n:
@@ -300,20 +363,31 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
             candidates["prior"] = assemble(method_head("none", {}), {"prior": payload})
     if progress:
         progress("prior", 1.0)
+    rate = RateModel()
+    base_len = len(candidates["prior"])
+    base_payload = _payload_size(candidates["prior"])
+    base_mse = float(np.mean((x.astype(np.float64) - _decode_candidate(candidates["prior"]).astype(np.float64)) ** 2))
+    rate.add(base_payload, base_mse)
     if cfg.residual == "filter":
-        blob = _filter_candidate(x, vol, cfg, plan, goal, tol, encode_prior, assemble, method_head, ref, progress, rep)
+        blob = _filter_candidate(x, vol, cfg, plan, goal, tol, encode_prior, assemble, method_head, ref, progress, rep,
+                                 rate)
         if blob is not None:
             candidates["prior+filter"] = blob
     elif cfg.residual == "field":
         blob = _field_candidate(x, vol, cfg, goal, encode_prior, assemble, method_head, plan, ref, progress, rep)
         if blob is not None:
             candidates["prior+field"] = blob
-    # --- keep the best by the selection score
+    # --- keep the best by the selection score (PSNR: at the prior file's size, priced by
+    # the prior codec's own rate, so a candidate a few bytes larger does not win by them)
+    rep.rate_exponent = rate.exponent()
     best_name, best_score = "", -np.inf
     for name, blob in candidates.items():
         y = _decode_candidate(blob)
-        s = _score(cfg.selection, x, y, ref)
         mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
+        if cfg.selection == "psnr":
+            s = -rate.at_base(mse, base_payload, len(blob) - base_len)
+        else:
+            s = _score(cfg.selection, x, y, ref)
         rep.candidates[name] = {"bytes": len(blob), "score": s, "mse": mse}
         if s > best_score:
             best_name, best_score = name, s
@@ -325,10 +399,29 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
         rep.residual_bytes = sum(r.section_info(n).size for n in r.section_names if n != prior_section)
         fl = r.header["method"].get("flags")
         if fl:
-            f = _unpack_flags(r.section("flags"), tuple(fl["shape"]))
+            f = _candidate_flags(r)
             rep.blocks, rep.blocks_on = int(f.size), int(f.sum())
     rep.seconds = time.perf_counter() - t_start
     return blob
+
+
+def _candidate_flags(reader: container.VxfReader) -> np.ndarray:
+    """The block flags of a hybrid file (inside the filter section, or their own section)."""
+    m = reader.header["method"]
+    shape = tuple(int(n) for n in m["flags"]["shape"])
+    if m.get("residual") == "filter":
+        f = m["filter"]
+        n_items = shape[0]
+        _, _, blob = hybrid_filter.unpack_section(reader.section("filter"), n_items, int(f["dims"]),
+                                                  int(f["channels"]), int(f["kernel"]))
+        return _unpack_flags(blob, shape)
+    return _unpack_flags(reader.section("flags"), shape)
+
+
+def _payload_size(blob: bytes) -> int:
+    """Bytes of the prior codec's payload in a classic or hybrid file."""
+    with container.VxfReader(blob) as r:
+        return r.section_info("prior" if "prior" in r.section_names else "payload").size
 
 
 def _decode_candidate(blob: bytes) -> np.ndarray:
@@ -393,58 +486,88 @@ def _guide_loss(cfg: HybridConfig, plan: hybrid_filter.ConvPlan, x: np.ndarray, 
 def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybrid_filter.ConvPlan, goal: float,
                       tol: float, encode_prior: Callable[[float], tuple[bytes, np.ndarray]],
                       assemble: Callable[..., bytes], method_head: Callable[..., dict[str, Any]], ref: Any,
-                      progress: Callable[[str, float], None] | None, rep: HybridReport) -> bytes | None:
+                      progress: Callable[[str, float], None] | None, rep: HybridReport,
+                      rate: RateModel) -> bytes | None:
     from voxfield.compress.neural import resolve_device
 
     dims = plan.dims
-    n_params = hybrid_filter.param_count(dims, cfg.channels, cfg.kernel)
-    grid = flag_grid(plan, cfg.block)
+    edge = cfg.block or auto_block(dims)
+    grid = flag_grid(plan, edge)
     est_flags = 16 + int(np.prod(grid)) // 8
-    dummy = {"dims": dims, "channels": cfg.channels, "kernel": cfg.kernel, "codes": [[0.123456789] * 5] * 6,
-             "norm": [[1.2345678, 1.2345678]] * plan.batch}
-    head = method_head("filter", {"filter": dummy, "flags": {"shape": list(grid), "block": cfg.block}})
-    over = container.overhead({"voxfield": __version__, "volume": volume_header(vol), "method": head},
-                              ["prior", "filter", "flags"])
-    residual_bytes = n_params + est_flags
-    budget = goal - over - residual_bytes
-    if budget < 0.5 * goal:
+    width = cfg.channels or 16
+
+    def header(channels: int, flags_shape: list[int], block: int) -> dict[str, Any]:
+        meta = {"dims": dims, "channels": channels, "kernel": cfg.kernel}
+        return method_head("filter", {"filter": meta, "flags": {"shape": flags_shape, "block": block}})
+
+    over = container.overhead({"voxfield": __version__, "volume": volume_header(vol),
+                               "method": header(width, list(grid), edge)}, ["prior", "filter"])
+    room = goal - over
+    width = cfg.channels or auto_width(dims, cfg.kernel, room)
+    n_params = hybrid_filter.param_count(dims, width, cfg.kernel)
+    n_tensors = len(hybrid_filter.param_shapes(dims, width, cfg.kernel))
+    residual_bytes = n_params + est_flags + 8 * plan.batch + 13 * n_tensors + 4
+    if residual_bytes > MAX_RESIDUAL_SHARE * room:
         return None  # the filter would eat too much of a tiny budget
-    payload, dec = encode_prior(budget)
+    payload, dec = encode_prior(room - residual_bytes)
+    rate.add(len(payload), float(np.mean((x.astype(np.float64) - dec.astype(np.float64)) ** 2)))
     prior_v = plan.forward(dec)
     norm = hybrid_filter.normalisation(prior_v)
     t0 = time.perf_counter()
     weights = hybrid_filter.fit(
-        prior_v, plan.forward(x), norm, channels=cfg.channels, kernel=cfg.kernel, steps=cfg.steps,
+        prior_v, plan.forward(x), norm, channels=width, kernel=cfg.kernel, steps=cfg.steps,
         time_budget=cfg.time_budget, seed=cfg.seed, guide_loss=_guide_loss(cfg, plan, x, ref),
         guide_weight=cfg.guide_weight, device=resolve_device(cfg.device),
+        crop_voxels=hybrid_filter.crop_voxels_for(width),
         progress=(lambda f: progress("residual filter", f)) if progress else None)
     rep.residual_seconds += time.perf_counter() - t0
+    rep.filter_channels = width
     wpay, rows = hybrid_filter.encode_weights(weights)
-    qweights = hybrid_filter.decode_weights(wpay, rows, dims, cfg.channels, cfg.kernel)
+    qweights = hybrid_filter.decode_weights(wpay, rows, dims, width, cfg.kernel)
+    block = None
+    blob = b""
     for _ in range(3):  # land the file: re-code the prior for the measured side bytes
-        corrected = hybrid_filter.run(prior_v, qweights, norm, cfg.kernel)
-        flags = _choose_flags(cfg, x, dec, plan.inverse(corrected), plan, ref)
-        fpay = _pack_flags(flags)
-        meta = {"dims": dims, "channels": cfg.channels, "kernel": cfg.kernel, "codes": rows,
-                "norm": norm.tolist()}
-        head = method_head("filter", {"filter": meta, "flags": {"shape": list(flags.shape), "block": cfg.block}})
-        blob = assemble(head, {"prior": payload, "filter": wpay, "flags": fpay})
+        corrected = plan.inverse(hybrid_filter.run(prior_v, qweights, norm, cfg.kernel))
+        if block is None:  # the flag layout is chosen once, on the first prior
+            block = _flag_layout(cfg, x, dec, corrected, plan, ref, edge, rate, len(payload))
+        flags = _choose_flags(cfg, x, dec, corrected, plan, ref, block)
+        section = hybrid_filter.pack_section(norm, rows, _pack_flags(flags), wpay)
+        blob = assemble(header(width, list(flags.shape), block), {"prior": payload, "filter": section})
         if abs(len(blob) - goal) <= tol:
             return blob
-        budget = len(payload) + (goal - len(blob))
-        payload, dec = encode_prior(budget)
+        payload, dec = encode_prior(len(payload) + (goal - len(blob)))
         prior_v = plan.forward(dec)
         norm = hybrid_filter.normalisation(prior_v)
     return blob if abs(len(blob) - goal) <= tol else None
 
 
+def _flag_layout(cfg: HybridConfig, x: np.ndarray, prior: np.ndarray, corrected: np.ndarray,
+                 plan: hybrid_filter.ConvPlan, ref: Any, edge: int, rate: RateModel, prior_bytes: int) -> int:
+    """Block edge for the flags: ``edge``, or (PSNR selection) one flag per image/channel
+    when the per-block flags cost more bytes than they gain, priced by ``rate``."""
+    whole = max(plan.spatial_shape)
+    if cfg.selection != "psnr" or whole <= edge:
+        return edge
+    best, best_mse = edge, np.inf
+    n = x.size
+    for block in (edge, whole):
+        flags = _choose_flags(cfg, x, prior, corrected, plan, ref, block)
+        e_prior = _block_errors("psnr", x, prior, plan, block, ref)
+        e_corr = _block_errors("psnr", x, restore_dtype(corrected, x.dtype), plan, block, ref)
+        mse = float(np.where(flags, e_corr, e_prior).sum()) / n
+        cost = rate.at_base(mse, prior_bytes, len(_pack_flags(flags)))
+        if cost < best_mse:
+            best, best_mse = block, cost
+    return best
+
+
 def _choose_flags(cfg: HybridConfig, x: np.ndarray, prior: np.ndarray, corrected: np.ndarray,
-                  plan: hybrid_filter.ConvPlan, ref: Any) -> np.ndarray:
+                  plan: hybrid_filter.ConvPlan, ref: Any, block: int) -> np.ndarray:
     """One bit per block: the residual is kept where it scores better there."""
     kind = cfg.selection
     cast = restore_dtype(corrected, x.dtype)
-    e_prior = _block_errors(kind, x, prior, plan, cfg.block, ref)
-    e_corr = _block_errors(kind, x, cast, plan, cfg.block, ref)
+    e_prior = _block_errors(kind, x, prior, plan, block, ref)
+    e_corr = _block_errors(kind, x, cast, plan, block, ref)
     return e_corr < e_prior
 
 
@@ -454,7 +577,8 @@ def _field_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, goal: float,
                      progress: Callable[[str, float], None] | None, rep: HybridReport) -> bytes | None:
     from voxfield.compress import neural
 
-    grid = flag_grid(plan, cfg.block)
+    edge = cfg.block or auto_block(plan.dims)
+    grid = flag_grid(plan, edge)
     field_goal = cfg.fraction * goal
     head_over = 600 + int(np.prod(grid)) // 8
     payload, dec = encode_prior(goal - field_goal - head_over)
@@ -475,9 +599,9 @@ def _field_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, goal: float,
         fsections = {f"field.{n}": fr.section(n) for n in fr.section_names}
         fvolume = fr.header["volume"]
     corrected = dec.astype(np.float64) + _eval_field(fmethod, fsections, fvolume)
-    flags = _choose_flags(cfg, x, dec, corrected, plan, ref)
+    flags = _choose_flags(cfg, x, dec, corrected, plan, ref, edge)
     head = method_head("field", {"field": {"method": fmethod, "volume": fvolume},
-                                 "flags": {"shape": list(flags.shape), "block": cfg.block}})
+                                 "flags": {"shape": list(flags.shape), "block": edge}})
     blob = assemble(head, {"prior": payload, **fsections, "flags": _pack_flags(flags)})
     return blob
 
@@ -529,17 +653,18 @@ def decode_hybrid_array(source: bytes | container.VxfReader) -> np.ndarray:
     plan = hybrid_filter.conv_view(shape, axes)
     try:
         fl = m["flags"]
-        flags = _unpack_flags(reader.section("flags"), tuple(int(n) for n in fl["shape"]))
+        shape_f = tuple(int(n) for n in fl["shape"])
         block = int(fl["block"])
-        if flags.shape != flag_grid(plan, block):
+        if shape_f != flag_grid(plan, block):
             raise ValueError("flag grid does not match the volume")
         if kind == "filter":
             f = m["filter"]
             dims, ch, k = int(f["dims"]), int(f["channels"]), int(f["kernel"])
-            weights = hybrid_filter.decode_weights(reader.section("filter"), f["codes"], dims, ch, k)
-            norm = np.asarray(f["norm"], dtype=np.float32)
+            norm, weights, fblob = hybrid_filter.unpack_section(reader.section("filter"), plan.batch, dims, ch, k)
+            flags = _unpack_flags(fblob, shape_f)
             corrected_v = hybrid_filter.run(plan.forward(prior), weights, norm, k)
         elif kind == "field":
+            flags = _unpack_flags(reader.section("flags"), shape_f)
             corrected = prior.astype(np.float64) + _eval_field(m["field"]["method"], reader.section,
                                                                 m["field"]["volume"], reader.path)
             corrected_v = plan.forward(corrected)
@@ -592,12 +717,11 @@ class RegionDecoder:
             self.prior = codec.decode(reader.section("prior"))
             f = m["filter"]
             self.k = int(f["kernel"])
-            self.weights = hybrid_filter.decode_weights(reader.section("filter"), f["codes"], int(f["dims"]),
-                                                        int(f["channels"]), self.k)
-            self.norm = np.asarray(f["norm"], dtype=np.float32)
             self.plan = hybrid_filter.conv_view(self.shape, self.axes)
+            self.norm, self.weights, fblob = hybrid_filter.unpack_section(
+                reader.section("filter"), self.plan.batch, int(f["dims"]), int(f["channels"]), self.k)
             self.block = int(m["flags"]["block"])
-            self.flags = _unpack_flags(reader.section("flags"), tuple(int(n) for n in m["flags"]["shape"]))
+            self.flags = _unpack_flags(fblob, tuple(int(n) for n in m["flags"]["shape"]))
             if self.flags.shape != flag_grid(self.plan, self.block) or self.prior.shape != self.shape:
                 raise ValueError("flags or prior do not match the volume")
         except (KeyError, TypeError, ValueError, OptionError) as exc:

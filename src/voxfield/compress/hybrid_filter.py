@@ -17,6 +17,7 @@ the mean and standard deviation of its own prior decode (stored in the header).
 from __future__ import annotations
 
 import math
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,11 @@ def _crop_edges(spatial: tuple[int, ...], voxels: int) -> tuple[int, ...]:
     return tuple(min(n, edge) for n in spatial)
 
 
+def crop_voxels_for(channels: int, base: int = 55_000) -> int:
+    """Voxels per training step: fewer for wider filters, so a step costs about the same."""
+    return max(4096, base * 4 // max(4, channels))
+
+
 def fit(prior: np.ndarray, target: np.ndarray, norm: np.ndarray, *, channels: int, kernel: int, steps: int,
         time_budget: float | None, seed: int, lr: float = 1e-2, crop_voxels: int = 55_000,
         bits: float = weight_coding.MIN_BITS, qat_fraction: float = 0.05,
@@ -199,6 +205,42 @@ def encode_weights(weights: list[np.ndarray], bits: float = weight_coding.MIN_BI
     return payload, [c.to_row() for c in codes]
 
 
+_ROW = struct.Struct("<ffIB")  # step, scale, bound, family of one tensor's code
+_LEN = struct.Struct("<I")
+
+
+def pack_section(norm: np.ndarray, rows: list[list[float]], flags: bytes, weights: bytes) -> bytes:
+    """The ``filter`` section: per-item normalisation (float32), the weight code table,
+    the block flags and the weight stream, in binary (a JSON table would cost more bytes
+    than the weights of a small filter)."""
+    head = np.asarray(norm, dtype="<f4").tobytes()
+    table = b"".join(_ROW.pack(r[0], r[3], int(r[1]), int(r[2])) for r in rows)
+    return head + table + _LEN.pack(len(flags)) + flags + weights
+
+
+def unpack_section(blob: bytes, n_items: int, dims: int, channels: int,
+                   kernel: int) -> tuple[np.ndarray, list[np.ndarray], bytes]:
+    """Inverse of :func:`pack_section`: normalisation ``(N, 2)``, decoded weights, flags."""
+    shapes = param_shapes(dims, channels, kernel)
+    n_norm = 8 * n_items
+    n_table = _ROW.size * len(shapes)
+    if len(blob) < n_norm + n_table + _LEN.size:
+        raise ValueError("filter section too short")
+    norm = np.frombuffer(blob, dtype="<f4", count=2 * n_items).reshape(n_items, 2).astype(np.float32)
+    rows = []
+    for i, shape in enumerate(shapes):
+        step, scale, bound, family = _ROW.unpack_from(blob, n_norm + i * _ROW.size)
+        rows.append([step, float(bound), float(family), scale, float(math.prod(shape))])
+    at = n_norm + n_table
+    (n_flags,) = _LEN.unpack_from(blob, at)
+    at += _LEN.size
+    if at + n_flags > len(blob):
+        raise ValueError("filter section too short for its flags")
+    flags = blob[at: at + n_flags]
+    weights = decode_weights(blob[at + n_flags:], rows, dims, channels, kernel)
+    return norm, weights, flags
+
+
 def decode_weights(payload: bytes, rows: list[list[float]], dims: int, channels: int, kernel: int) -> list[np.ndarray]:
     """Inverse of :func:`encode_weights` (shapes from the architecture)."""
     shapes = param_shapes(dims, channels, kernel)
@@ -211,11 +253,19 @@ def decode_weights(payload: bytes, rows: list[list[float]], dims: int, channels:
     return [f.reshape(s) for f, s in zip(flat, shapes, strict=True)]
 
 
+#: Memory a decode slab may take in the convolutions' unfolded (im2col) buffers.
+RUN_MEMORY = 256 << 20
+
+
 def run(prior: np.ndarray, weights: list[np.ndarray], norm: np.ndarray, kernel: int,
-        chunk_voxels: int = 1 << 22) -> np.ndarray:
+        chunk_voxels: int | None = None) -> np.ndarray:
     """The corrected array ``(N, *spatial)`` (float64 arithmetic, so the result does not
     depend on the machine's float32 kernels), computed item by item and, for large items,
-    in slabs along the first spatial axis with a halo."""
+    in slabs along the first spatial axis with a halo (by default slabs whose convolution
+    buffers take about :data:`RUN_MEMORY`)."""
+    if chunk_voxels is None:
+        dims = prior.ndim - 1
+        chunk_voxels = max(4096, RUN_MEMORY // (8 * weights[0].shape[0] * kernel ** dims))
     params = [torch.as_tensor(w.astype(np.float64)) for w in weights]
     out = np.empty(prior.shape, np.float64)
     h = halo(kernel)
