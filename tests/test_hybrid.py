@@ -150,7 +150,7 @@ def test_rate_model_prices_extra_bytes() -> None:
     assert rate.exponent() == pytest.approx(2.0)
     assert rate.at_base(1.0, 1000, 0) == 1.0
     assert rate.at_base(1.0, 1000, 1000) == pytest.approx(4.0)  # twice the bytes: 4x the mse at the base size
-    assert rate.at_base(1.0, 1000, -500) == pytest.approx(0.25)
+    assert rate.at_base(1.0, 1000, -500) == 1.0  # fewer bytes earn nothing
 
 
 def test_flags_and_filter_section_round_trip() -> None:

@@ -81,12 +81,12 @@ class MethodSpec:
     def encode(self, vol: Volume, target: Target) -> tuple[bytes, Any]:
         """Compress ``vol`` to ``.vxf`` bytes (raises TargetNotMet like the codecs); returns
         the bytes and the neural fit report (None for classic codecs)."""
+        if self.hybrid:  # the classic codecs' target, so "prior alone" is the classic run's own file
+            rep = hybrid.HybridReport()
+            cfg = hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
+            return hybrid.compress_hybrid(vol, cfg, target, report=rep), rep
         if self.neural:
             t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
-            if self.hybrid:
-                rep = hybrid.HybridReport()
-                cfg = hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
-                return hybrid.compress_hybrid(vol, cfg, t, report=rep), rep
             return compress_field(vol, self.name, t, self.settings)
         return compress_volume(vol, get_codec(self.name, **self.settings), target), None
 

@@ -165,8 +165,10 @@ class RateModel:
 
     def at_base(self, mse: float, base_bytes: float, extra_bytes: float) -> float:
         """The MSE a candidate with ``extra_bytes`` more than the base would have at the
-        base's size."""
-        scale = max(base_bytes + extra_bytes, 1.0) / max(base_bytes, 1.0)
+        base's size. Conservative: bytes over the base are charged, bytes under it earn
+        nothing (a smaller file must win on its own error), so the choice never rests on a
+        rate estimate in the candidate's favour."""
+        scale = max(base_bytes + max(extra_bytes, 0.0), 1.0) / max(base_bytes, 1.0)
         return float(mse * scale ** self.exponent())
 
 
