@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--ratios", default="64,128,256,512")
     ap.add_argument("--side-ratios", default="256", help="ratios of the sz3/jpeg2k hybrids")
     ap.add_argument("--only", default=None, help="comma-separated dataset names")
-    ap.add_argument("--time-budget", type=float, default=30.0, help="seconds per residual-filter fit")
+    ap.add_argument("--time-budget", type=float, default=60.0, help="seconds per residual-filter fit")
     ap.add_argument("--neural", default="emd_3488,llsm_raw,bead", help="datasets for the pure-neural comparison at 256x")
     ap.add_argument("--neural-budget", type=float, default=60.0)
     ap.add_argument("--data-root", type=Path, default=None)
