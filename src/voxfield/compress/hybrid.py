@@ -14,12 +14,15 @@ Encoding makes the candidates the settings allow — always including *prior alo
 whole budget*, which is the prior codec's own ``.vxf`` file, byte for byte what
 ``--codec PRIOR`` writes for the same target — and keeps the one with the best whole-volume score (``selection``: psnr,
 ssim or segmentation), so a hybrid file is never worse than its prior at the same size,
-by that score. Within a candidate, each block (``block`` voxels per edge) keeps the prior
+by that score (PSNR: compared at the prior file's size, see :class:`RateModel`). Within a
+candidate, each block (``block`` voxels per edge, by default about 4096 voxels) keeps the prior
 alone or prior + residual, whichever scores better there (one bit per block, stored).
 
 File: header ``method`` = {name "hybrid", prior codec configuration, residual kind and
-its parameters, block flags layout}; sections ``prior`` (the codec's payload), ``flags``
-and ``filter`` or ``field.tables`` + ``field.weights``.
+its parameters, block flags layout}; sections ``prior`` (the codec's payload) and either
+``filter`` (binary: per-item normalisation, weight code table, flags, weight stream; see
+:func:`voxfield.compress.hybrid_filter.pack_section`) or ``field.tables`` +
+``field.weights`` + ``flags``.
 """
 
 from __future__ import annotations

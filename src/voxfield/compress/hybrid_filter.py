@@ -11,7 +11,7 @@ hundred convolution weights capture for the whole volume (measured in
 
 Arrays are handled as ``(N, *spatial)`` with 1 to 3 spatial axes (:func:`conv_view`):
 channel axes become the batch, so one network serves every channel, each normalised by
-the mean and standard deviation of its own prior decode (stored in the header).
+the mean and standard deviation of its own prior decode (stored in the filter section).
 """
 
 from __future__ import annotations
