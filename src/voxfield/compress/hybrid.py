@@ -555,10 +555,11 @@ def _flag_layout(cfg: HybridConfig, x: np.ndarray, prior: np.ndarray, corrected:
         return edge
     best, best_mse = edge, np.inf
     n = x.size
+    cast = restore_dtype(corrected, x.dtype)
     for block in (edge, whole):
-        flags = _choose_flags(cfg, x, prior, corrected, plan, ref, block)
         e_prior = _block_errors("psnr", x, prior, plan, block, ref)
-        e_corr = _block_errors("psnr", x, restore_dtype(corrected, x.dtype), plan, block, ref)
+        e_corr = _block_errors("psnr", x, cast, plan, block, ref)
+        flags = e_corr < e_prior  # what _choose_flags picks for PSNR
         mse = float(np.where(flags, e_corr, e_prior).sum()) / n
         cost = rate.at_base(mse, prior_bytes, len(_pack_flags(flags)))
         if cost < best_mse:
