@@ -98,7 +98,7 @@ def test_flags_switch_blocks_to_the_prior_exactly(crop_hybrid: tuple[Volume, byt
     flags = hybrid._unpack_flags(fblob, shape)
     assert flags.any()
     # the section is norm + code table + flag length + flags + weights: swap in all-off flags
-    at = 8 * shape[0] + hybrid_filter._ROW.size * len(weights)
+    at = hybrid_filter.section_overhead(shape[0], f["dims"], f["channels"], f["kernel"]) - 4
     n_flags = int.from_bytes(sec[at: at + 4], "little")
     off = hybrid._pack_flags(np.zeros_like(flags))
     sections["filter"] = sec[:at] + len(off).to_bytes(4, "little") + off + sec[at + 4 + n_flags:]

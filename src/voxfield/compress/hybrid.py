@@ -417,8 +417,8 @@ def _candidate_flags(reader: container.VxfReader) -> np.ndarray:
     if m.get("residual") == "filter":
         f = m["filter"]
         n_items = shape[0]
-        _, _, blob = hybrid_filter.unpack_section(reader.section("filter"), n_items, int(f["dims"]),
-                                                  int(f["channels"]), int(f["kernel"]))
+        _, _, blob, _ = hybrid_filter.split_section(reader.section("filter"), n_items, int(f["dims"]),
+                                                    int(f["channels"]), int(f["kernel"]))
         return _unpack_flags(blob, shape)
     return _unpack_flags(reader.section("flags"), shape)
 
@@ -499,7 +499,7 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
     edge = cfg.block or auto_block(dims)
     grid = flag_grid(plan, edge)
     est_flags = 16 + int(np.prod(grid)) // 8
-    width = cfg.channels or 16
+    width = cfg.channels or 16  # a two-digit width for estimating the header size; chosen below
 
     def header(channels: int, flags_shape: list[int], block: int) -> dict[str, Any]:
         meta = {"dims": dims, "channels": channels, "kernel": cfg.kernel}
@@ -510,8 +510,7 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
     room = goal - over
     width = cfg.channels or auto_width(dims, cfg.kernel, room)
     n_params = hybrid_filter.param_count(dims, width, cfg.kernel)
-    n_tensors = len(hybrid_filter.param_shapes(dims, width, cfg.kernel))
-    residual_bytes = n_params + est_flags + 8 * plan.batch + 13 * n_tensors + 4
+    residual_bytes = n_params + est_flags + hybrid_filter.section_overhead(plan.batch, dims, width, cfg.kernel)
     if residual_bytes > MAX_RESIDUAL_SHARE * room:
         return None  # the filter would eat too much of a tiny budget
     payload, dec = encode_prior(room - residual_bytes)

@@ -218,27 +218,36 @@ def pack_section(norm: np.ndarray, rows: list[list[float]], flags: bytes, weight
     return head + table + _LEN.pack(len(flags)) + flags + weights
 
 
-def unpack_section(blob: bytes, n_items: int, dims: int, channels: int,
-                   kernel: int) -> tuple[np.ndarray, list[np.ndarray], bytes]:
-    """Inverse of :func:`pack_section`: normalisation ``(N, 2)``, decoded weights, flags."""
+def section_overhead(n_items: int, dims: int, channels: int, kernel: int) -> int:
+    """Bytes of a ``filter`` section besides the flags and the weight stream."""
+    return 8 * n_items + _ROW.size * len(param_shapes(dims, channels, kernel)) + _LEN.size
+
+
+def split_section(blob: bytes, n_items: int, dims: int, channels: int,
+                  kernel: int) -> tuple[np.ndarray, list[list[float]], bytes, bytes]:
+    """The parts of a ``filter`` section: normalisation ``(N, 2)``, code table rows, flags
+    and the (still coded) weight stream."""
     shapes = param_shapes(dims, channels, kernel)
     n_norm = 8 * n_items
-    n_table = _ROW.size * len(shapes)
-    if len(blob) < n_norm + n_table + _LEN.size:
+    at = section_overhead(n_items, dims, channels, kernel)
+    if len(blob) < at:
         raise ValueError("filter section too short")
     norm = np.frombuffer(blob, dtype="<f4", count=2 * n_items).reshape(n_items, 2).astype(np.float32)
     rows = []
     for i, shape in enumerate(shapes):
         step, scale, bound, family = _ROW.unpack_from(blob, n_norm + i * _ROW.size)
         rows.append([step, float(bound), float(family), scale, float(math.prod(shape))])
-    at = n_norm + n_table
-    (n_flags,) = _LEN.unpack_from(blob, at)
-    at += _LEN.size
+    (n_flags,) = _LEN.unpack_from(blob, at - _LEN.size)
     if at + n_flags > len(blob):
         raise ValueError("filter section too short for its flags")
-    flags = blob[at: at + n_flags]
-    weights = decode_weights(blob[at + n_flags:], rows, dims, channels, kernel)
-    return norm, weights, flags
+    return norm, rows, blob[at: at + n_flags], blob[at + n_flags:]
+
+
+def unpack_section(blob: bytes, n_items: int, dims: int, channels: int,
+                   kernel: int) -> tuple[np.ndarray, list[np.ndarray], bytes]:
+    """Inverse of :func:`pack_section`: normalisation ``(N, 2)``, decoded weights, flags."""
+    norm, rows, flags, wpay = split_section(blob, n_items, dims, channels, kernel)
+    return norm, decode_weights(wpay, rows, dims, channels, kernel), flags
 
 
 def decode_weights(payload: bytes, rows: list[list[float]], dims: int, channels: int, kernel: int) -> list[np.ndarray]:
