@@ -20,8 +20,26 @@ _MAX_TEXT = 100
 
 
 def value_stats(data: np.ndarray) -> dict[str, float]:
-    """min, max, mean, standard deviation and the 0.1 / 99.9 percentiles of ``data``."""
-    flat = data.reshape(-1)
+    """min, max, mean, standard deviation and the 0.1 / 99.9 percentiles of ``data``.
+
+    Works for every numeric dtype: booleans count as 0/1, complex values are summarised by
+    their magnitude, integers and low-precision floats are computed in float64 (no
+    overflow of sums). An empty array gives NaN for everything; a non-numeric one raises
+    :class:`~voxfield.errors.DataError`."""
+    flat = np.asarray(data).reshape(-1)
+    if flat.dtype.kind == "b":
+        flat = flat.astype(np.uint8)
+    elif flat.dtype.kind == "c":
+        flat = np.abs(flat)
+    elif flat.dtype.kind not in "iuf":
+        from voxfield.errors import DataError
+
+        raise DataError(f"value statistics need numeric data, got {flat.dtype}")
+    if flat.size == 0:
+        nan = float("nan")
+        return {"min": nan, "max": nan, "mean": nan, "std": nan, "p0.1": nan, "p99.9": nan}
+    if flat.dtype.kind == "f" and flat.dtype.itemsize < 4:
+        flat = flat.astype(np.float32)
     p_lo, p_hi = np.percentile(flat, [0.1, 99.9])
     return {
         "min": float(flat.min()),
@@ -92,10 +110,11 @@ def info(
     file: Annotated[Path, typer.Argument(help="Volume file or folder (.mrc/.map(.gz), .tif, .ome.zarr, .npy, .npz, .h5) or .vxf")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     axes: Annotated[str | None, typer.Option(help="Override the axis letters the file declares, e.g. ZYX.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help=".vxf files: validate the header only, without reading every section to verify its checksum.")] = False,
 ) -> None:
     """Show shape, dtype, axes, voxel size, origin, value statistics and header of a file."""
     if container.is_vxf(file):
-        d = describe_vxf(file)
+        d = describe_vxf(file, quick=quick)
         if as_json:
             console.print_json(d)
             return

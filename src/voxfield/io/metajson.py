@@ -9,6 +9,7 @@ bytes as ``{"__bytes__": "<base64>"}`` and numpy values as plain numbers/lists;
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -39,21 +40,35 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def from_jsonable(obj: Any) -> Any:
-    """Inverse of :func:`to_jsonable` (restores bytes)."""
+    """Inverse of :func:`to_jsonable` (restores bytes). A ``{"__bytes__": ...}`` tag whose
+    value is not base64 text (a damaged or forged header) stays a plain dict, which the
+    writers then refuse as bytes with a warning."""
     if isinstance(obj, dict):
-        if set(obj) == {_BYTES_KEY}:
-            return base64.b64decode(obj[_BYTES_KEY])
+        if set(obj) == {_BYTES_KEY} and isinstance(obj[_BYTES_KEY], str):
+            try:
+                return base64.b64decode(obj[_BYTES_KEY], validate=True)
+            except (ValueError, binascii.Error):
+                return dict(obj)  # not base64: kept as the plain map it is
         return {k: from_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [from_jsonable(v) for v in obj]
     return obj
 
 
-def dumps(obj: Any) -> str:
-    """Compact JSON text of ``obj`` (see :func:`to_jsonable`)."""
-    return json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+def dumps(obj: Any, *, ascii: bool = False) -> str:
+    """Compact JSON text of ``obj`` (see :func:`to_jsonable`). With ``ascii``, every
+    non-ASCII character is escaped (``\\uXXXX``), so that text holding lone surrogates
+    (possible in strings from an untrusted header) can still be encoded as UTF-8.
+
+    Raises ``RecursionError`` for structures nested beyond Python's recursion limit."""
+    return json.dumps(to_jsonable(obj), separators=(",", ":"), ensure_ascii=ascii, allow_nan=True)
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse text made by :func:`dumps`."""
+    """Parse text made by :func:`dumps`.
+
+    Raises ``ValueError`` (``json.JSONDecodeError``, or text that is not UTF-8) for
+    malformed text and ``RecursionError`` for nesting beyond Python's recursion limit."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
     return from_jsonable(json.loads(text))

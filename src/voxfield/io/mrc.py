@@ -58,7 +58,7 @@ import numpy as np
 from mrcfile import utils as mrcutils
 
 from voxfield.errors import DataError, FormatError
-from voxfield.io.validate import check_shape
+from voxfield.io.validate import check_nbytes, check_shape, is_finite_number, is_int, warn_dropped
 from voxfield.io.volume import Volume, unit_factor
 
 SUFFIXES = (".mrc.gz", ".map.gz", ".ccp4.gz", ".mrcs.gz", ".mrc.bz2", ".map.bz2", ".ccp4.bz2",
@@ -149,6 +149,7 @@ def read(path: str | os.PathLike[str], *, stack: bool | None = None, permissive:
     """
     p = Path(path)
     problems: list[str] = []
+    _check_nsymbt(p)
     header, ext = _read_header(p, permissive, problems)
     fields = _fields_from_header(header, ext)
     shape = _check_header(fields, p)
@@ -204,6 +205,49 @@ def _short(exc: BaseException) -> str:
     if "enough bytes for MRC header" in msg:
         return f"too short for an MRC header ({HEADER_BYTES} bytes): truncated or not an MRC file"
     return f"cannot read MRC file: {msg}"
+
+
+def _raw_nsymbt(head: bytes) -> int:
+    """The extended header size (word 24) of a raw 1024-byte header, in the byte order of
+    its machine stamp (or, without a usable stamp, the order that gives a known mode)."""
+    stamp = head[212:214]
+    if stamp in (b"\x44\x44", b"\x44\x41"):
+        order = "<"
+    elif stamp == b"\x11\x11":
+        order = ">"
+    else:
+        order = "<" if int(np.frombuffer(head[12:16], dtype="<i4")[0]) in _KNOWN_MODES else ">"
+    return int(np.frombuffer(head[92:96], dtype=f"{order}i4")[0])
+
+
+def _check_nsymbt(p: Path) -> None:
+    """Refuse a header whose extended header size is negative or larger than the file,
+    before mrcfile would try to allocate and read it."""
+    compression = _compression_of(p)
+    try:
+        if compression is None:
+            with open(p, "rb") as fh:
+                head = fh.read(HEADER_BYTES)
+        else:
+            opener = gzip.open if compression == "gzip" else bz2.open
+            with opener(p, "rb") as fh:
+                head = fh.read(HEADER_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return  # mrcfile reports unreadable and cut files with its own words
+    if len(head) < HEADER_BYTES:
+        return
+    nsymbt = _raw_nsymbt(head)
+    if nsymbt < 0:
+        raise FormatError(f"header declares a negative extended header size ({nsymbt}): corrupt header", p)
+    if compression is None:
+        have = p.stat().st_size
+    elif nsymbt > _MEASURE_ABOVE:
+        have = _decompressed_size(p, compression, HEADER_BYTES + nsymbt)
+    else:
+        return
+    if HEADER_BYTES + nsymbt > have:
+        raise FormatError(f"truncated: header declares a {nsymbt}-byte extended header that the file does not "
+                          "hold", p)
 
 
 def _read_header(p: Path, permissive: bool, problems: list[str]) -> tuple[Any, bytes]:
@@ -316,6 +360,7 @@ def _read_data(p: Path, f: dict[str, Any], shape: tuple[int, ...], permissive: b
         actual = None
     if actual is not None and actual < declared:
         raise FormatError(f"truncated: header declares {declared} bytes, file has {actual}", p)
+    check_nbytes(shape, mrcutils.dtype_from_mode(f["mode"]).itemsize, p)
     extra: list[str] = []
     try:
         mrc = _open_quietly(p, permissive, extra)
@@ -453,14 +498,23 @@ def write(vol: Volume, path: str | os.PathLike[str]) -> None:
     dtypes: int8, int16, uint16, float32, float16 and complex64 are written as they are;
     uint8 as mode 6 (uint16) and bool as int8 (values exact); other integers as int16 or
     uint16 when the values fit, else float32; float64 as float32 (warning when values change).
+
+    ``vol.meta["mrc"]`` may come from an untrusted file (a forged ``.vxf`` header): a
+    field of the wrong type or out of range for its 32-bit header word (see
+    :data:`_FIELD_CHECKS`) is dropped with one warning naming it and replaced by the value a
+    fresh header would have; the data and every valid field are still written. An axis
+    order ``mapc/mapr/maps`` that is not a permutation of 1, 2, 3 is reset to 1, 2, 3, and
+    the statistics are recomputed unless all four recorded ones are valid.
     """
     p = Path(path)
     data, axes = _squeeze_for_mrc(vol, p)
     data = _to_mrc_dtype(data, p)
     check_shape(tuple(data.shape), p)
-    meta = vol.meta.get("mrc") if isinstance(vol.meta.get("mrc"), dict) else None
+    meta = _clean_fields(vol.meta.get("mrc"), axes, tuple(data.shape))
     fits = bool(meta) and meta.get("axes") == axes and list(meta.get("shape", [])) == list(data.shape)
-    fields = dict(meta) if fits else _fresh_fields(data.shape, axes, meta)
+    fields = {**_fresh_fields(data.shape, axes, meta), **meta} if fits else _fresh_fields(data.shape, axes, meta)
+    if fits:
+        fields = _consistent_fields(fields, axes, tuple(data.shape))
     if axes == "IYX" and not _strip_compression_suffix(p.name).endswith(".mrcs"):
         fields = _mark_as_stack(fields)
     fields = _reconcile_frame(fields, vol, axes, data.shape)
@@ -473,11 +527,91 @@ def write(vol: Volume, path: str | os.PathLike[str]) -> None:
             mrc.header.ispg = fields["ispg"] if mrcutils.spacegroup_is_volume_stack(fields["ispg"]) else 401
         mrc.set_data(file_data)
         _apply_fields(mrc, fields, fits)
-        if fits and meta.get("data_crc32") == _crc32(data):
-            for k in ("dmin", "dmax", "dmean", "rms"):
+        stats = ("dmin", "dmax", "dmean", "rms")
+        if fits and meta.get("data_crc32") == _crc32(data) and all(k in meta for k in stats):
+            for k in stats:
                 setattr(mrc.header, k, meta[k])
         else:
             mrc.update_header_stats()
+
+
+_I32 = (-(2**31), 2**31 - 1)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _f32_triple(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 3 and
+            all(is_finite_number(v, -_F32_MAX, _F32_MAX) for v in value))
+
+
+def _f32_stat(value: Any) -> bool:
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return is_finite_number(value, -_F32_MAX, _F32_MAX)
+
+
+def _latin1_text(value: Any, max_len: int) -> bool:
+    if not isinstance(value, str) or len(value) > max_len:
+        return False
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Fields of ``meta["mrc"]`` the writer uses, and the check each value must pass (a value
+#: that fails is dropped with a warning; see :func:`write`).
+_FIELD_CHECKS: dict[str, tuple[Any, str]] = {
+    **{k: (lambda v: is_int(v, *_I32), "not a 32-bit integer") for k in ("nxstart", "nystart", "nzstart", "nversion")},
+    **{k: (lambda v: is_int(v, 0, _I32[1]), "not a non-negative 32-bit integer") for k in ("mx", "my", "mz")},
+    **{k: (lambda v: is_int(v, 1, 3), "not 1, 2 or 3") for k in ("mapc", "mapr", "maps")},
+    "ispg": (lambda v: is_int(v, 0, 630), "not a space group number (0 to 630)"),
+    "cella": (_f32_triple, "not three finite 32-bit floats"),
+    "cellb": (_f32_triple, "not three finite 32-bit floats"),
+    "origin": (_f32_triple, "not three finite 32-bit floats"),
+    **{k: (_f32_stat, "not a 32-bit float") for k in ("dmin", "dmax", "dmean", "rms")},
+    "labels": (lambda v: isinstance(v, list) and all(_latin1_text(x, 1 << 16) for x in v), "not a list of text"),
+    "label_fill": (lambda v: isinstance(v, str), "not text"),
+    "exttyp": (lambda v: _latin1_text(v, 4), "not a 4-character code"),
+    "extended_header": (lambda v: isinstance(v, (bytes, bytearray)) and len(v) < 2**31, "not bytes"),
+    "data_crc32": (lambda v: is_int(v, 0, 2**32 - 1), "not a CRC-32"),
+    "axes": (lambda v: isinstance(v, str), "not text"),
+    "shape": (lambda v: isinstance(v, list) and all(is_int(x, 0) for x in v), "not a list of sizes"),
+}
+
+
+def _clean_fields(meta: Any, axes: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """``meta["mrc"]`` without the fields that cannot go into a header (one warning each)."""
+    if not isinstance(meta, dict):
+        if meta is not None:
+            warn_dropped("meta", "mrc", meta, "not a map of MRC header fields")
+        return {}
+    out = dict(meta)
+    for key, (ok, why) in _FIELD_CHECKS.items():
+        if key in out and not ok(out[key]):
+            warn_dropped("mrc", key, out.pop(key), why)
+    return out
+
+
+def _consistent_fields(f: dict[str, Any], axes: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Fix header fields that are each valid but together would not describe the data:
+    an axis order that is no permutation, a volume-stack space group on a single volume, a
+    volume stack whose ``mz`` is not its volumes' depth."""
+    f = dict(f)
+    if _file_letters(f) is None:
+        warn_dropped("mrc", "mapc/mapr/maps", [f["mapc"], f["mapr"], f["maps"]], "not a permutation of 1, 2, 3")
+        f["mapc"], f["mapr"], f["maps"] = 1, 2, 3
+    if axes != "IZYX" and mrcutils.spacegroup_is_volume_stack(f["ispg"]):
+        warn_dropped("mrc", "ispg", f["ispg"], f"a volume-stack space group for {axes} data")
+        f["ispg"] = 1 if axes == "ZYX" else 0
+    if axes == "IZYX" and not mrcutils.spacegroup_is_volume_stack(f["ispg"]):
+        warn_dropped("mrc", "ispg", f["ispg"], "not a volume-stack space group (401 to 630) for IZYX data")
+        f["ispg"] = 401
+    if axes == "IZYX" and f["mz"] != shape[1]:
+        warn_dropped("mrc", "mz", f["mz"], f"a volume stack's mz must be its volumes' depth {shape[1]}")
+        f["mz"] = shape[1]
+    return f
 
 
 def _squeeze_for_mrc(vol: Volume, p: Path) -> tuple[np.ndarray, str]:

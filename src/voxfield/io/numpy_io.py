@@ -10,7 +10,9 @@ never loaded.
 
 from __future__ import annotations
 
+import math
 import os
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -21,7 +23,7 @@ import numpy as np
 
 from voxfield.errors import DataError, FormatError
 from voxfield.io import metajson
-from voxfield.io.validate import check_shape
+from voxfield.io.validate import check_nbytes, check_shape, describe_exception, one_line, warn_dropped
 from voxfield.io.volume import Volume
 
 SUFFIXES = (".npy", ".npz")
@@ -66,16 +68,23 @@ def sniff_npz(head: bytes, path: Path) -> bool:
 
 # ---------------------------------------------------------------------------- npy header
 def _read_npy_header(fh: IO[bytes], where: str | os.PathLike[str]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) from an open ``.npy`` stream, positioned after it."""
+    """(shape, fortran_order, dtype) from an open ``.npy`` stream, positioned after it.
+
+    Any failure to parse the header (numpy tokenizes and evaluates it as a Python literal,
+    so a damaged one can raise ``ValueError``, ``SyntaxError``, ``tokenize.TokenError``,
+    ``TypeError``, ``MemoryError``...) is a one-line :class:`FormatError`."""
     try:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    except (ValueError, OSError, SyntaxError) as exc:
-        raise FormatError(f"corrupt .npy header ({exc})", where) from None
-    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
+        out = tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
+    except (ValueError, OSError, SyntaxError, tokenize.TokenError, TypeError, EOFError) as exc:
+        raise FormatError(f"corrupt .npy header ({one_line(exc) or type(exc).__name__})", where) from None
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser on damaged bytes
+        raise FormatError(f"corrupt .npy header ({describe_exception(exc)})", where) from None
+    return out
 
 
 def _check_npy_dtype(dtype: np.dtype, where: str | os.PathLike[str]) -> None:
@@ -113,11 +122,14 @@ def read_npy(path: str | os.PathLike[str]) -> Volume:
         shape, fortran, dtype = _read_npy_header(fh, p)
         _check_npy_dtype(dtype, p)
         check_shape(shape, p)
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        need = math.prod(shape) * dtype.itemsize
         have = p.stat().st_size - fh.tell()
         if have < need:
             raise FormatError(f"truncated: header declares {need} data bytes, file has {have}", p)
-        data = np.fromfile(fh, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)))
+        check_nbytes(shape, dtype.itemsize, p)
+        data = np.fromfile(fh, dtype=dtype, count=math.prod(shape))
+    if data.size != math.prod(shape):
+        raise FormatError(f"truncated: read {data.size} of {math.prod(shape)} values", p)
     data = data.reshape(shape, order="F" if fortran else "C")
     axes = axes_for_ndim(data.ndim, p)
     return Volume(_native(data), axes, meta={"format": "npy", "npy": {"fortran_order": fortran}})
@@ -131,13 +143,24 @@ def _native(a: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- npz
 def _npz_members(zf: zipfile.ZipFile, p: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Array name -> (shape, dtype) of every ``.npy`` member, from headers only."""
+    """Array name -> (shape, dtype) of every ``.npy`` member, from headers only.
+
+    A member whose header declares more data bytes than the member holds (its size in the
+    zip directory) is refused here, before numpy would allocate the declared array."""
     out = {}
     for info in zf.infolist():
         if not info.filename.endswith(".npy"):
             continue
+        where = f"{p}:{info.filename}"
         with zf.open(info) as fh:
-            shape, _, dtype = _read_npy_header(fh, f"{p}:{info.filename}")
+            shape, _, dtype = _read_npy_header(fh, where)
+            header_len = fh.tell()
+        if all(int(s) >= 0 for s in shape):
+            need = math.prod(shape) * dtype.itemsize
+            have = int(info.file_size) - header_len
+            if need > have:
+                raise FormatError(f"truncated or corrupt: array header declares {need} data bytes, "
+                                  f"the member holds {have}", where)
         out[info.filename[:-4]] = (shape, dtype)
     return out
 
@@ -173,21 +196,46 @@ def read_npz(path: str | os.PathLike[str], *, key: str | None = None) -> Volume:
             shape, dtype = members[name]
             _check_npy_dtype(dtype, p)
             check_shape(shape, p)
+            check_nbytes(shape, dtype.itemsize, p)
             with np.load(p, allow_pickle=False) as npz:
                 data = npz[name]
                 desc = _load_meta(npz, p) if META_KEY in members else None
     except zipfile.BadZipFile as exc:
-        raise FormatError(f"corrupt .npz archive ({exc})", p) from None
+        raise FormatError(f"corrupt .npz archive ({one_line(exc)})", p) from None
     except (EOFError, zlib.error) as exc:
-        raise FormatError(f"truncated or corrupt .npz archive ({exc})", p) from None
+        raise FormatError(f"truncated or corrupt .npz archive ({one_line(exc) or type(exc).__name__})", p) from None
+    except NotImplementedError as exc:
+        raise FormatError(f"unsupported or corrupt .npz archive ({one_line(exc)})", p) from None
+    except (FormatError, DataError):
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile/numpy on a damaged archive
+        raise FormatError(f"corrupt .npz archive ({describe_exception(exc)})", p) from None
+    if tuple(data.shape) != tuple(shape):
+        raise FormatError(f"array {name!r} has shape {data.shape}, its header says {shape}", p)
     info = {"key": name, "keys": sorted(k for k in members if k != META_KEY)}
     if desc is not None and list(desc.get("shape", data.shape)) == list(data.shape):
-        meta = dict(desc.get("meta") or {})
+        meta = dict(desc.get("meta") or {}) if isinstance(desc.get("meta") or {}, dict) else {}
         meta.update(format="npz", npz=info)
-        return Volume(_native(data), desc["axes"], tuple(desc.get("spacing") or ()), desc.get("unit", "px"),
-                      tuple(desc.get("origin") or ()), meta)
+        try:
+            return Volume(_native(data), desc["axes"], _float_tuple(desc.get("spacing")), desc.get("unit", "px"),
+                          _float_tuple(desc.get("origin")), meta)
+        except (DataError, TypeError, ValueError) as exc:
+            detail = exc.message if isinstance(exc, DataError) else one_line(exc)
+            warnings.warn(f"{p}: ignoring inconsistent {META_KEY} ({detail})", UserWarning, stacklevel=3)
     axes = axes_for_ndim(data.ndim, p)
     return Volume(_native(data), axes, meta={"format": "npz", "npz": info})
+
+
+def _float_tuple(value: Any) -> tuple[Any, ...]:
+    """A stored spacing/origin list as a tuple (``()`` when absent); :class:`Volume`
+    checks the values."""
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"spacing/origin {value!r} is not a list")
+    return tuple(value)
 
 
 def _load_meta(npz: Any, p: Path) -> dict[str, Any] | None:
@@ -198,8 +246,8 @@ def _load_meta(npz: Any, p: Path) -> dict[str, Any] | None:
         if not isinstance(desc, dict) or "axes" not in desc:
             raise ValueError("not a volume description")
         return desc
-    except (ValueError, TypeError, KeyError) as exc:
-        warnings.warn(f"{p}: ignoring unreadable {META_KEY} ({exc})", UserWarning, stacklevel=4)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        warnings.warn(f"{p}: ignoring unreadable {META_KEY} ({one_line(exc)})", UserWarning, stacklevel=4)
         return None
 
 
@@ -232,13 +280,21 @@ def write_npy(vol: Volume, path: str | os.PathLike[str]) -> None:
 
 
 def write_npz(vol: Volume, path: str | os.PathLike[str], *, key: str = "data") -> None:
-    """Write a compressed ``.npz`` with the array under ``key`` and ``voxfield_meta``."""
+    """Write a compressed ``.npz`` with the array under ``key`` and ``voxfield_meta``.
+
+    ``vol.meta`` is stored as JSON whatever it holds (odd values become text); a header
+    nested too deeply to encode is dropped with a warning and the rest is written."""
     p = Path(path)
     _check_writable_data(vol, p)
     if not key or key == META_KEY:
         raise DataError(f"invalid array name {key!r}", p)
     desc = vol.describe()
     desc["meta"] = {k: v for k, v in desc["meta"].items() if k not in ("format", "source", "npz", "npy")}
-    text = np.array(metajson.dumps(desc))
+    try:
+        text = np.array(metajson.dumps(desc))
+    except (RecursionError, ValueError, TypeError) as exc:
+        warn_dropped("meta", "*", "<header>", f"cannot be stored as JSON ({describe_exception(exc, 80)})")
+        desc["meta"] = {}
+        text = np.array(metajson.dumps(desc))
     with open(p, "wb") as fh:
         np.savez_compressed(fh, **{key: np.ascontiguousarray(vol.data), META_KEY: text})

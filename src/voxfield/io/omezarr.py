@@ -19,6 +19,7 @@ byte shuffle).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import os
 import sys
@@ -30,7 +31,16 @@ import numpy as np
 
 from voxfield.errors import DataError, FormatError
 from voxfield.io.numpy_io import axes_for_ndim
-from voxfield.io.validate import check_shape
+from voxfield.io.validate import (
+    check_nbytes,
+    check_shape,
+    describe_exception,
+    is_clean_text,
+    is_finite_number,
+    is_int,
+    one_line,
+    warn_dropped,
+)
 from voxfield.io.volume import UNITS, Volume, normalize_unit, unit_factor
 
 
@@ -76,6 +86,11 @@ def read(path: str | os.PathLike[str], *, level: int = 0) -> Volume:
 
     ``meta["zarr"]`` records the NGFF version, zarr format, axes, dataset paths, the shape,
     scale and translation of every level, the chosen level and the ``omero`` block.
+
+    Raises :class:`FormatError` (one line, naming the store) for unreadable metadata,
+    NGFF metadata of the wrong structure, zero chunk sizes and chunks that do not decode
+    (Blosc/zstd/gzip errors), and :class:`DataError` for non-numeric arrays and shapes
+    that are absurd or larger than this machine's memory (refused before reading).
     """
     p = Path(path)
     if not p.exists():
@@ -83,7 +98,11 @@ def read(path: str | os.PathLike[str], *, level: int = 0) -> Volume:
     try:
         node = zarr.open(store=str(p), mode="r")
     except (zarr.errors.BaseZarrError, FileNotFoundError, KeyError, ValueError, TypeError) as exc:
-        raise FormatError(f"not a readable Zarr store ({exc})", p) from None
+        raise FormatError(f"not a readable Zarr store ({one_line(exc)})", p) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zarr on damaged metadata
+        raise FormatError(f"not a readable Zarr store ({describe_exception(exc)})", p) from None
     try:
         if isinstance(node, zarr.Array):
             return _read_plain(node, p, "store is a plain Zarr array")
@@ -91,8 +110,36 @@ def read(path: str | os.PathLike[str], *, level: int = 0) -> Volume:
         if image is None:
             return _read_plain(_largest_array(node, p), p, "store has no OME-NGFF multiscales metadata")
         return _read_multiscale(image, attrs, version, level, p)
+    except (FormatError, DataError, MemoryError):
+        raise
     except (zarr.errors.BaseZarrError, KeyError, ValueError, TypeError) as exc:
-        raise FormatError(f"invalid OME-Zarr store ({exc})", p) from None
+        raise FormatError(f"invalid OME-Zarr store ({one_line(exc) or type(exc).__name__})", p) from None
+    except Exception as exc:  # noqa: BLE001 - zarr/numcodecs on damaged metadata or chunks
+        raise FormatError(f"invalid OME-Zarr store ({describe_exception(exc)})", p) from None
+
+
+def _load(arr: Any, p: Path) -> np.ndarray:
+    """All of ``arr``, after checking its chunk grid, dtype and size; a chunk that does not
+    decode is a :class:`FormatError` naming the array."""
+    name = arr.path or "/"
+    shape = tuple(int(s) for s in arr.shape)
+    check_shape(shape, p)
+    chunks = tuple(int(c) for c in arr.chunks)
+    if len(chunks) != len(shape) or any(c <= 0 for c in chunks):
+        raise FormatError(f"array {name!r} has an invalid chunk shape {chunks}", p)
+    if arr.dtype.kind not in "biufc":
+        raise DataError(f"array {name!r} has unsupported data type {arr.dtype}", p)
+    check_nbytes(shape, arr.dtype.itemsize, p)
+    try:
+        data = np.asarray(arr[...])
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the codec (Blosc, zstd, gzip...) on a damaged chunk
+        raise FormatError(f"array {name!r}: a chunk is corrupt or truncated ({describe_exception(exc)})",
+                          p) from None
+    if tuple(data.shape) != shape:
+        raise FormatError(f"array {name!r} decoded to shape {data.shape}, its metadata says {shape}", p)
+    return _native(data)
 
 
 def _ome_attrs(group: Any) -> tuple[dict[str, Any], str | None]:
@@ -141,9 +188,9 @@ def _read_plain(arr: Any, p: Path, why: str) -> Volume:
     shape = tuple(int(s) for s in arr.shape)
     check_shape(shape, p)
     axes = axes_for_ndim(len(shape), p)
+    data = _load(arr, p)
     warnings.warn(f"{p}: {why}; guessed axes {axes!r} from {len(shape)} dimensions, spacing unknown",
                   UserWarning, stacklevel=3)
-    data = _native(np.asarray(arr[...]))
     info = {"version": None, "zarr_format": int(arr.metadata.zarr_format), "array": arr.path or "",
             "shape": list(shape)}
     return Volume(data, axes, meta={"format": "zarr", "zarr": info})
@@ -161,7 +208,7 @@ def _axis_letters(axes: list[Any], ndim: int) -> str:
         return "TCZYX"[5 - ndim:] if ndim <= 5 else axes_for_ndim(ndim)
     out = []
     for ax in axes:
-        name = (ax.get("name") if isinstance(ax, dict) else str(ax)) or ""
+        name = str((ax.get("name") if isinstance(ax, dict) else ax) or "")
         typ = ax.get("type") if isinstance(ax, dict) else None
         letter = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X",
                   "i": "I", "q": "Q", "s": "S"}.get(name.lower())
@@ -178,14 +225,22 @@ def _axis_letters(axes: list[Any], ndim: int) -> str:
 def _transforms(items: list[Any] | None, ndim: int) -> tuple[list[float], list[float]]:
     """(scale, translation) of a coordinateTransformations list (identity by default)."""
     scale, trans = [1.0] * ndim, [0.0] * ndim
-    for t in items or []:
+    for t in items if isinstance(items, list) else []:
         if not isinstance(t, dict):
             continue
         if t.get("type") == "scale" and isinstance(t.get("scale"), list) and len(t["scale"]) == ndim:
-            scale = [float(v) for v in t["scale"]]
+            if all(is_finite_number(v) and float(v) > 0 for v in t["scale"]):
+                scale = [float(v) for v in t["scale"]]
+            else:
+                warnings.warn(f"ignoring a scale that is not positive finite numbers ({one_line(t['scale'], 80)})",
+                              UserWarning, stacklevel=4)
         elif t.get("type") == "translation" and isinstance(t.get("translation"), list) and \
                 len(t["translation"]) == ndim:
-            trans = [float(v) for v in t["translation"]]
+            if all(is_finite_number(v) for v in t["translation"]):
+                trans = [float(v) for v in t["translation"]]
+            else:
+                warnings.warn(f"ignoring a translation that is not finite numbers "
+                              f"({one_line(t['translation'], 80)})", UserWarning, stacklevel=4)
         elif t.get("type") not in ("identity", "scale", "translation"):
             warnings.warn(f"ignoring coordinate transformation of type {t.get('type')!r}", UserWarning,
                           stacklevel=4)
@@ -216,14 +271,35 @@ def _space_unit(axes: list[Any], letters: str) -> tuple[str, dict[str, float]]:
 
 def _read_multiscale(group: Any, attrs: dict[str, Any], version: str | None, level: int, p: Path) -> Volume:
     """Read one level of an NGFF multiscale image."""
-    ms = attrs["multiscales"][0]
+    multiscales = attrs["multiscales"]
+    if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
+        raise FormatError("invalid OME-NGFF metadata: multiscales is not a list of objects", p)
+    ms = multiscales[0]
     datasets = ms.get("datasets") or []
+    if not isinstance(datasets, list):
+        raise FormatError("invalid OME-NGFF metadata: multiscales datasets is not a list", p)
     if not datasets:
         raise FormatError("multiscales lists no datasets", p)
+    if not all(isinstance(d, dict) and isinstance(d.get("path"), str) and d["path"] for d in datasets):
+        raise FormatError("invalid OME-NGFF metadata: a dataset has no path", p)
     if not 0 <= level < len(datasets):
         raise FormatError(f"level {level} does not exist (the image has {len(datasets)})", p)
-    arrays = [group[d["path"]] for d in datasets]
+    if not isinstance(ms.get("axes") or [], list):
+        raise FormatError("invalid OME-NGFF metadata: axes is not a list", p)
+    arrays = []
+    for d in datasets:
+        try:
+            node = group[d["path"]]
+        except KeyError:
+            raise FormatError(f"dataset {d['path']!r} listed in multiscales is missing", p) from None
+        if not isinstance(node, zarr.Array):
+            raise FormatError(f"dataset {d['path']!r} listed in multiscales is not an array", p)
+        arrays.append(node)
     ndim = len(arrays[0].shape)
+    if any(len(a.shape) != ndim for a in arrays):
+        raise FormatError("invalid OME-NGFF metadata: the levels have different numbers of dimensions", p)
+    if ms.get("axes") and len(ms["axes"]) != ndim:
+        raise FormatError(f"invalid OME-NGFF metadata: {len(ms['axes'])} axes for {ndim}-dimensional arrays", p)
     letters = _axis_letters(ms.get("axes") or [], ndim)
     g_scale, g_trans = _transforms(ms.get("coordinateTransformations"), ndim)
     scales, translations = [], []
@@ -232,9 +308,7 @@ def _read_multiscale(group: Any, attrs: dict[str, Any], version: str | None, lev
         scales.append([a * b for a, b in zip(s, g_scale)])
         translations.append([a * b + c for a, b, c in zip(t, g_scale, g_trans)])
     arr = arrays[level]
-    shape = tuple(int(s) for s in arr.shape)
-    check_shape(shape, p)
-    data = _native(np.asarray(arr[...]))
+    data = _load(arr, p)
     unit, factors = _space_unit(ms.get("axes") or [], letters)
     spacing = tuple(scales[level][i] * factors[a] for i, a in enumerate(letters) if a in "ZYX")
     origin = tuple(translations[level][i] * factors[a] for i, a in enumerate(letters) if a in "ZYX")
@@ -283,6 +357,11 @@ def write(vol: Volume, path: str | os.PathLike[str], *, levels: int | None = Non
 
     The axes are reordered as NGFF requires (time, then one channel-like axis, then Z, Y,
     X): a ``"ZCYX"`` volume is stored as ``"CZYX"`` and an RGB ``"YXS"`` image as ``"CYX"``.
+
+    ``vol.meta["zarr"]`` may come from an untrusted file (a forged ``.vxf`` header): a
+    field of the wrong type or out of range (level list, chunks, name, time interval, an
+    ``omero`` block that is not strict JSON) is dropped with one warning naming it; the
+    data and every valid field are still written (see :func:`_clean_old`).
     """
     p = Path(path)
     if version not in ("0.4", "0.5"):
@@ -291,8 +370,8 @@ def write(vol: Volume, path: str | os.PathLike[str], *, levels: int | None = Non
     check_shape(tuple(data.shape), p)
     if data.dtype.kind not in "biuf" or data.dtype.itemsize > 8:
         raise DataError(f"data type {data.dtype} cannot be written to OME-Zarr", p)
-    old = vol.meta.get("zarr") if isinstance(vol.meta.get("zarr"), dict) else {}
-    fits = bool(old) and old.get("letters") == letters and list(old.get("shape", [])) == list(data.shape)
+    old = _clean_old(vol.meta.get("zarr"), data.ndim)
+    fits = bool(old) and old.get("letters") == letters and list(old.get("shape") or []) == list(data.shape)
     if levels is None and fits and old.get("datasets"):
         levels = len(old["datasets"])
     if chunks is None and fits and old.get("chunks") and len(old["chunks"]) == data.ndim:
@@ -308,6 +387,8 @@ def write(vol: Volume, path: str | os.PathLike[str], *, levels: int | None = Non
         transforms = _level_transforms(vol, letters, factors, old)
         datasets.append({"path": str(k), "coordinateTransformations": transforms})
     name = old.get("name") if fits and old.get("name") else Path(str(vol.meta.get("source", "image"))).name
+    if not (is_clean_text(name, 1024) and _strict_json(name)):
+        name = "image"
     multiscale: dict[str, Any] = {
         "name": name,
         "axes": _ngff_axes(letters, vol.unit, old),
@@ -327,6 +408,38 @@ def write(vol: Volume, path: str | os.PathLike[str], *, levels: int | None = Non
             ome["omero"] = omero
         attrs = {"ome": ome}
     root.attrs.update(attrs)
+
+
+def _strict_json(value: Any) -> bool:
+    """Does ``value`` encode as strict JSON (no NaN/Inf, no bytes) in UTF-8?"""
+    try:
+        json.dumps(value, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _clean_old(old: Any, ndim: int) -> dict[str, Any]:
+    """``meta["zarr"]`` without the fields the writer cannot use (one warning each)."""
+    if not isinstance(old, dict):
+        if old is not None:
+            warn_dropped("meta", "zarr", old, "not a map of OME-Zarr fields")
+        return {}
+    checks: dict[str, tuple[Any, str]] = {
+        "letters": (lambda v: isinstance(v, str), "not text"),
+        "shape": (lambda v: isinstance(v, list) and all(is_int(x, 0) for x in v), "not a list of sizes"),
+        "datasets": (lambda v: isinstance(v, list) and 1 <= len(v) <= 32, "not a list of 1 to 32 levels"),
+        "chunks": (lambda v: isinstance(v, list) and len(v) == ndim and all(is_int(x, 1, 2**31 - 1) for x in v),
+                   f"not {ndim} positive chunk sizes"),
+        "name": (lambda v: is_clean_text(v, 1024) and _strict_json(v), "not a name"),
+        "time_interval": (lambda v: is_finite_number(v) and float(v) > 0, "not a positive number"),
+        "omero": (lambda v: isinstance(v, dict) and _strict_json(v), "not a JSON object"),
+    }
+    out = dict(old)
+    for key, (ok, why) in checks.items():
+        if key in out and out[key] is not None and not ok(out[key]):
+            warn_dropped("zarr", key, out.pop(key), why)
+    return out
 
 
 def _ngff_order(vol: Volume, p: Path) -> tuple[np.ndarray, str]:

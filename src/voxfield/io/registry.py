@@ -30,6 +30,7 @@ from typing import Any
 
 from voxfield.errors import FormatError, VoxfieldError
 from voxfield.io.atomic import atomic_path
+from voxfield.io.validate import describe_exception, memory_error, one_line
 from voxfield.io.volume import Volume
 
 
@@ -77,8 +78,11 @@ _BZ2_MAGIC = b"BZh"
 
 def _read_head(path: Path, n: int = 2048) -> bytes:
     """First ``n`` bytes of the file's content, with a gzip/bzip2 wrapper peeled off."""
-    with open(path, "rb") as fh:
-        raw = fh.read(n)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(n)
+    except OSError as exc:
+        raise FormatError(f"cannot read file ({one_line(exc.strerror or exc)})", path) from None
     try:
         if raw.startswith(_GZIP_MAGIC):
             with gzip.open(path, "rb") as fh:
@@ -87,8 +91,16 @@ def _read_head(path: Path, n: int = 2048) -> bytes:
             with bz2.open(path, "rb") as fh:
                 return fh.read(n)
     except (OSError, EOFError, zlib.error) as exc:
-        raise FormatError(f"corrupt compressed file ({exc})", path) from None
+        raise FormatError(f"corrupt compressed file ({one_line(exc)})", path) from None
     return raw
+
+
+def _sniffs(spec: FormatSpec, head: bytes, path: Path) -> bool:
+    """``spec``'s sniffer on ``head``; a sniffer that fails on damaged content says no."""
+    try:
+        return bool(spec.entry("sniff")(head, path))
+    except Exception:  # noqa: BLE001 - a damaged file is not this format's, the reader will tell
+        return False
 
 
 def _by_suffix(path: Path) -> FormatSpec | None:
@@ -115,7 +127,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise FormatError("no such file or folder", p)
     if p.is_dir():
         spec = FORMATS["zarr"]
-        if spec.entry("sniff")(b"", p):
+        if _sniffs(spec, b"", p):
             return "zarr"
         raise FormatError("folder is not an OME-Zarr/Zarr store", p)
     if p.stat().st_size == 0:
@@ -124,7 +136,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     for spec in FORMATS.values():
         if spec.name == "zarr":
             continue
-        if spec.entry("sniff")(head, p):
+        if _sniffs(spec, head, p):
             return spec.name
     spec = _by_suffix(p)
     if spec is not None and spec.name == "mrc":
@@ -169,6 +181,17 @@ def read_volume(path: str | os.PathLike[str], *, format: str | None = None, axes
     options:
         Passed to the format's reader (e.g. ``level=`` for OME-Zarr, ``key=`` for NPZ/HDF5,
         ``stack=`` for MRC).
+
+    Raises
+    ------
+    FormatError
+        Missing, unknown, corrupt or truncated file. This is also the safety net for the
+        readers: any other exception a reader lets escape (a library's error on damaged
+        content) becomes ``FormatError("cannot read as <format>: corrupt or unsupported
+        file (<type>: <message>)")``, on one line.
+    DataError
+        Content voxfield refuses, and a :class:`MemoryError` while reading (with the
+        bytes that were asked for when known).
     """
     p = Path(path)
     name = format or detect_format(p)
@@ -179,12 +202,18 @@ def read_volume(path: str | os.PathLike[str], *, format: str | None = None, axes
         vol = reader(p, **options)
     except VoxfieldError:
         raise
+    except MemoryError as exc:
+        raise memory_error(exc, p) from None
     except TypeError as exc:
         if "unexpected keyword" in str(exc):
-            raise FormatError(f"option not understood by the {name} reader: {exc}", p) from None
-        raise
+            raise FormatError(f"option not understood by the {name} reader: {one_line(exc)}", p) from None
+        raise FormatError(f"cannot read as {name}: corrupt or unsupported file ({describe_exception(exc)})",
+                          p) from None
     except (ValueError, OSError, EOFError, KeyError, IndexError, zlib.error) as exc:
-        raise FormatError(f"cannot read as {name}: {exc}", p) from None
+        raise FormatError(f"cannot read as {name}: {one_line(exc) or type(exc).__name__}", p) from None
+    except Exception as exc:  # noqa: BLE001 - the safety net: a reader's library failed on this file
+        raise FormatError(f"cannot read as {name}: corrupt or unsupported file ({describe_exception(exc)})",
+                          p) from None
     vol.meta.setdefault("format", name)
     vol.meta["source"] = str(p)
     if axes is not None:
@@ -215,15 +244,26 @@ def write_volume(vol: Volume, path: str | os.PathLike[str], *, format: str | Non
 
     The format comes from ``format`` or the suffix. Header fields in ``vol.meta`` under the
     format's own namespace are written back, so a read/write round trip gives an equivalent
-    file. Returns the final path."""
+    file. Returns the final path.
+
+    Header fields of ``vol.meta`` may come from an untrusted file (a forged ``.vxf``
+    header): writers drop a field of the wrong type or out of range with one warning naming
+    it and write everything else. Any other exception a writer lets escape becomes a
+    one-line :class:`FormatError` (a :class:`MemoryError`: :class:`DataError`)."""
     p = Path(path)
     name = format_for_output(p, format)
     writer = FORMATS[name].entry("write")
     with atomic_path(p, overwrite=overwrite) as tmp:
         try:
             writer(vol, tmp, **options)
-        except VoxfieldError:
+        except VoxfieldError as exc:
+            if exc.path == str(tmp):  # name the file the user asked for, not the temporary one
+                exc.path = str(p)
             raise
+        except MemoryError as exc:
+            raise memory_error(exc, p, "write the data") from None
         except (ValueError, OSError, TypeError) as exc:
-            raise FormatError(f"cannot write as {name}: {exc}", p) from None
+            raise FormatError(f"cannot write as {name}: {one_line(exc) or type(exc).__name__}", p) from None
+        except Exception as exc:  # noqa: BLE001 - the safety net: a writer's library failed
+            raise FormatError(f"cannot write as {name}: {describe_exception(exc)}", p) from None
     return p

@@ -37,7 +37,16 @@ import numpy as np
 import tifffile
 
 from voxfield.errors import DataError, FormatError
-from voxfield.io.validate import check_shape
+from voxfield.io.validate import (
+    check_nbytes,
+    check_shape,
+    describe_exception,
+    is_clean_text,
+    is_finite_number,
+    is_int,
+    one_line,
+    warn_dropped,
+)
 from voxfield.io.volume import AXIS_LETTERS, Volume, normalize_unit, unit_factor
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".btf")
@@ -84,23 +93,39 @@ def _tifffile_log() -> Iterator[list[logging.LogRecord]]:
 def read(path: str | os.PathLike[str], *, series: int = 0, level: int = 0) -> Volume:
     """Read one series (and pyramid level) of a TIFF / ImageJ / OME-TIFF file.
 
-    Raises :class:`FormatError` for files that are not TIFF, truncated or corrupt, and for
-    a ``series``/``level`` that does not exist.
+    Raises :class:`FormatError` for files that are not TIFF, truncated or corrupt (damaged
+    IFDs, pages that disagree, compressed strips or tiles that do not decode), and for a
+    ``series``/``level`` that does not exist; :class:`DataError` for shapes beyond this
+    machine's memory or unsupported sample types. Every message is one line naming the file.
     """
     p = Path(path)
     with _tifffile_log() as log:
         try:
             with tifffile.TiffFile(p) as tf:
                 vol = _read_open(tf, p, series, level, log)
+        except (FormatError, DataError, MemoryError):
+            raise
         except tifffile.TiffFileError as exc:
-            raise FormatError(f"not a TIFF file or corrupt TIFF ({exc})", p) from None
+            raise FormatError(f"not a TIFF file or corrupt TIFF ({one_line(exc)})", p) from None
         except (IndexError, KeyError, struct.error) as exc:
-            raise FormatError(f"corrupt TIFF structure ({exc or type(exc).__name__})", p) from None
+            raise FormatError(f"corrupt TIFF structure ({one_line(exc) or type(exc).__name__})", p) from None
         except ValueError as exc:
-            raise FormatError(f"truncated or corrupt TIFF ({exc})", p) from None
+            raise FormatError(f"truncated or corrupt TIFF ({one_line(exc)})", p) from None
         except OSError as exc:
-            raise FormatError(f"cannot read TIFF ({exc})", p) from None
+            raise FormatError(f"cannot read TIFF ({one_line(exc)})", p) from None
+        except Exception as exc:  # noqa: BLE001 - tifffile/imagecodecs on damaged content
+            raise FormatError(_corrupt_message(exc), p) from None
     return vol
+
+
+def _corrupt_message(exc: Exception) -> str:
+    """One line for an exception tifffile or a codec raised on a damaged file."""
+    module = type(exc).__module__ or ""
+    if module.startswith("imagecodecs") or type(exc).__name__.endswith(("DecodeError", "DeflateError")):
+        return f"corrupt compressed image data: a strip or tile does not decode ({describe_exception(exc)})"
+    if "incompatible keyframe" in str(exc):
+        return "corrupt TIFF: its pages disagree in shape, type or compression (incompatible keyframe)"
+    return f"corrupt TIFF structure ({describe_exception(exc)})"
 
 
 def _select(tf: tifffile.TiffFile, p: Path, series: int, level: int) -> tuple[Any, Any]:
@@ -122,9 +147,10 @@ def _read_pixels(tf: tifffile.TiffFile, lvl: Any, p: Path, log: list[logging.Log
     _check_log(log, p)
     shape = tuple(int(n) for n in lvl.shape)
     check_shape(shape, p)
-    if np.dtype(lvl.dtype).kind not in "biufc":
+    if lvl.dtype is None or np.dtype(lvl.dtype).kind not in "biufc":
         raise DataError(f"unsupported TIFF sample type {lvl.dtype}", p)
     _check_extent(tf, lvl, p)
+    check_nbytes(shape, np.dtype(lvl.dtype).itemsize, p)
     data = lvl.asarray()
     _check_log(log, p)
     if tuple(data.shape) != shape:
@@ -171,10 +197,20 @@ def _log_text(record: logging.LogRecord) -> str:
     return re.sub(r"^<[^>]*>\s*", "", record.getMessage())
 
 
+#: Largest expansion of each TIFF compression (pixel bytes per stored byte): raw 1,
+#: LZW 4096 (a 12-bit code stands for at most 4096 bytes), Deflate 1032 (zlib's limit, with
+#: margin), PackBits 64.
+_MAX_EXPANSION = {1: 1, 5: 4096, 8: 1100, 32946: 1100, 32773: 128}
+
+
 def _check_extent(tf: tifffile.TiffFile, lvl: Any, p: Path) -> None:
-    """Refuse a file shorter than its pages' data (tifffile would read zeros or fail)."""
+    """Refuse a file shorter than its pages' data (tifffile would read zeros or fail), and
+    pages whose declared pixels could not come out of the bytes they store with their
+    compression (a forged ImageWidth/ImageLength), before anything is allocated."""
     size = tf.filehandle.size
     end = 0
+    stored = 0
+    compression = None
     offset = getattr(lvl, "dataoffset", None)
     if offset is not None:
         end = int(offset) + int(lvl.nbytes)
@@ -182,10 +218,18 @@ def _check_extent(tf: tifffile.TiffFile, lvl: Any, p: Path) -> None:
         for page in lvl.pages:
             if page is None:
                 continue
+            if compression is None:
+                compression = int(getattr(page, "compression", 0) or 0)
             for off, cnt in zip(page.dataoffsets, page.databytecounts):
                 end = max(end, int(off) + int(cnt))
+                stored += int(cnt)
     if end > size:
         raise FormatError(f"truncated: image data ends at byte {end}, file has {size}", p)
+    ratio = _MAX_EXPANSION.get(compression) if compression is not None else None
+    declared = int(lvl.nbytes)
+    if ratio is not None and declared > ratio * stored + (1 << 20):
+        raise FormatError(f"corrupt header: the image declares {declared} bytes of pixels, more than its "
+                          f"{stored} stored bytes can hold", p)
 
 
 def _voxfield_axes(axes: str, p: Path) -> str:
@@ -219,8 +263,13 @@ def _page_meta(page: Any) -> dict[str, Any]:
     }
     tags = page.tags
     if "XResolution" in tags and "YResolution" in tags:
-        meta["resolution"] = [[int(v) for v in tags[t].value] for t in ("XResolution", "YResolution")]
-        meta["resolution_unit"] = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+        try:
+            res = [[int(v) for v in tags[t].value] for t in ("XResolution", "YResolution")]
+            res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+        except (TypeError, ValueError, OverflowError):
+            res = None  # a damaged resolution tag: sizes unknown
+        if res is not None and all(len(r) == 2 for r in res):
+            meta["resolution"], meta["resolution_unit"] = res, res_unit
     if getattr(page, "colormap", None) is not None and page.photometric == 3:
         cmap = np.asarray(page.colormap)
         meta["colormap"] = cmap.astype("<u2").tobytes()
@@ -232,16 +281,30 @@ def _ratio(value: Any) -> float:
     return float(num) / float(den) if den else 0.0
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, non-numeric, NaN or infinite)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out if math.isfinite(out) else None
+
+
 def _plain_frame(tf: tifffile.TiffFile, page: Any, axes: str, meta: dict[str, Any]
                  ) -> tuple[tuple[float, ...], str, tuple[float, ...]]:
     """Frame of a plain TIFF: voxfield's JSON description, else resolution tags."""
     spatial = [a for a in axes if a in "ZYX"]
     shaped = tf.shaped_metadata[0] if tf.is_shaped and tf.shaped_metadata else {}
     own = shaped.get("voxfield") if isinstance(shaped, dict) else None
-    if isinstance(own, dict) and len(own.get("spacing", [])) == len(spatial):
-        meta["voxfield_frame"] = True
-        return (tuple(map(float, own["spacing"])), normalize_unit(own.get("unit")),
-                tuple(map(float, own.get("origin") or [0.0] * len(spatial))))
+    if isinstance(own, dict):
+        sp = own.get("spacing") if isinstance(own.get("spacing"), list) else []
+        org = own.get("origin") if isinstance(own.get("origin"), list) else [0.0] * len(spatial)
+        sp_f, org_f = [_finite(v) for v in sp], [_finite(v) for v in org]
+        if len(sp_f) == len(org_f) == len(spatial) and None not in sp_f and None not in org_f:
+            meta["voxfield_frame"] = True
+            return tuple(sp_f), normalize_unit(own.get("unit")), tuple(org_f)  # type: ignore[arg-type]
     if page.description and not tf.is_shaped:
         meta["description"] = page.description
     spacing = {a: 1.0 for a in spatial}
@@ -284,8 +347,8 @@ def _imagej_frame(tf: tifffile.TiffFile, axes: str, meta: dict[str, Any]
         if k in ij:
             kept[k] = _jsonable_ij(ij[k])
     meta["imagej"] = kept
-    if "finterval" in ij:
-        meta["time_interval"] = float(ij["finterval"])
+    if _finite(ij.get("finterval")) is not None:
+        meta["time_interval"] = _finite(ij["finterval"])
     unit = normalize_unit(_unescape(ij.get("unit", ""))) if ij.get("unit") else "px"
     if unit in ("pixel", "pixels"):
         unit = "px"
@@ -295,9 +358,10 @@ def _imagej_frame(tf: tifffile.TiffFile, axes: str, meta: dict[str, Any]
         xr, yr = (_ratio(r) for r in meta["resolution"])
         spacing["X"] = 1.0 / xr if xr > 0 else 1.0
         spacing["Y"] = 1.0 / yr if yr > 0 else 1.0
-    if "spacing" in ij and float(ij["spacing"]) > 0:
-        spacing["Z"] = float(ij["spacing"])
-    origin = {a: -float(ij.get(f"{a.lower()}origin", 0.0)) * spacing[a] for a in "ZYX"}
+    z = _finite(ij.get("spacing"))
+    if z is not None and z > 0:
+        spacing["Z"] = z
+    origin = {a: -(_finite(ij.get(f"{a.lower()}origin", 0.0)) or 0.0) * spacing[a] for a in "ZYX"}
     return tuple(spacing[a] for a in spatial), unit, tuple(origin[a] + 0.0 for a in spatial)
 
 
@@ -318,19 +382,22 @@ def _ome_frame(tf: tifffile.TiffFile, series: int, axes: str, meta: dict[str, An
         warnings.warn(f"{tf.filehandle.path}: unreadable OME-XML ({exc}); sizes unknown", UserWarning,
                       stacklevel=4)
         images = []
-    pixels = images[series].get("Pixels", {}) if series < len(images) else {}
+    image = images[series] if series < len(images) else {}
+    pixels = image.get("Pixels", {}) if isinstance(image, dict) else {}
+    if not isinstance(pixels, dict):
+        pixels = {}
     spatial = [a for a in axes if a in "ZYX"]
     sizes, units = {}, {}
     for a in "XYZ":
-        v = pixels.get(f"PhysicalSize{a}")
-        if v is not None and float(v) > 0:
-            sizes[a] = float(v)
+        v = _finite(pixels.get(f"PhysicalSize{a}"))
+        if v is not None and v > 0:
+            sizes[a] = v
             units[a] = normalize_unit(pixels.get(f"PhysicalSize{a}Unit", "µm"))
     unit = next((units[a] for a in ("X", "Y", "Z") if a in units), "px")
     spacing = {a: sizes[a] * unit_factor(units[a], unit) if a in sizes else 1.0 for a in "ZYX"}
-    if pixels.get("TimeIncrement") is not None:
+    if _finite(pixels.get("TimeIncrement")) is not None:
         t_unit = str(pixels.get("TimeIncrementUnit", "s"))
-        meta["time_interval"] = float(pixels["TimeIncrement"]) * _TIME_UNITS.get(t_unit, 1.0)
+        meta["time_interval"] = _finite(pixels["TimeIncrement"]) * _TIME_UNITS.get(t_unit, 1.0)
     channels = _as_list(pixels.get("Channel"))
     names = [c.get("Name") for c in channels if isinstance(c, dict)]
     if names and all(isinstance(n, str) for n in names):
@@ -340,9 +407,10 @@ def _ome_frame(tf: tifffile.TiffFile, series: int, axes: str, meta: dict[str, An
     if planes and isinstance(planes[0], dict):
         first = planes[0]
         for a in "XYZ":
-            if first.get(f"Position{a}") is not None:
+            pos = _finite(first.get(f"Position{a}"))
+            if pos is not None:
                 pu = normalize_unit(first.get(f"Position{a}Unit", unit))
-                origin[a] = float(first[f"Position{a}"]) * (unit_factor(pu, unit) if unit != "px" else 1.0)
+                origin[a] = pos * (unit_factor(pu, unit) if unit != "px" else 1.0)
     return tuple(spacing[a] for a in spatial), unit, tuple(origin[a] for a in spatial)
 
 
@@ -363,6 +431,12 @@ def write(vol: Volume, path: str | os.PathLike[str], *, compression: str | int |
     ``vol.meta["tiff"]`` (ImageJ ranges, labels, info, LUTs, overlays, properties; OME
     channel names, time increment; photometric, colormap) are restored when the data
     still has the recorded axes and shape.
+
+    ``vol.meta["tiff"]`` may come from an untrusted file (a forged ``.vxf`` header): a
+    field of the wrong type or out of range (a non-integer compression code, a resolution
+    that is not two positive rationals, an ImageJ ``Ranges`` that is not numbers, a
+    colormap of the wrong size...) is dropped with one warning naming it, and the data and
+    every valid field are still written (see :func:`_clean_meta`).
     """
     p = Path(path)
     check_shape(vol.shape, p)
@@ -370,7 +444,9 @@ def write(vol: Volume, path: str | os.PathLike[str], *, compression: str | int |
         raise DataError(f"TIFF images need Y and X axes; got {vol.axes!r}", p)
     if vol.dtype.kind not in "biuf" or vol.dtype.itemsize > 8:
         raise DataError(f"data type {vol.dtype} cannot be written as TIFF", p)
-    meta = vol.meta.get("tiff") if isinstance(vol.meta.get("tiff"), dict) else {}
+    if vol.unit != "px" and any(s <= 0 for s in vol.spacing):
+        raise DataError(f"voxel size {vol.spacing} {vol.unit} is not positive: TIFF cannot store it", p)
+    meta = _clean_meta(vol.meta.get("tiff"))
     fits = bool(meta) and meta.get("axes") == vol.axes and list(meta.get("shape", [])) == list(vol.shape)
     kwargs: dict[str, Any] = {"compression": _compression(meta, compression)}
     name = p.name.lower()
@@ -387,6 +463,93 @@ def write(vol: Volume, path: str | os.PathLike[str], *, compression: str | int |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         tifffile.imwrite(p, data, **kwargs)
+
+
+def _is_bytes_list(value: Any) -> bool:
+    return isinstance(value, bytes) or (isinstance(value, list) and all(isinstance(v, bytes) for v in value))
+
+
+def _is_text_list(value: Any) -> bool:
+    return is_clean_text(value) or (isinstance(value, list) and all(is_clean_text(v) for v in value))
+
+
+#: ImageJ metadata voxfield writes back, and the check each value must pass.
+_IJ_CHECKS: dict[str, tuple[Any, str]] = {
+    "Info": (is_clean_text, "not text"),
+    "Labels": (_is_text_list, "not a list of text"),
+    "Ranges": (lambda v: isinstance(v, list) and 0 < len(v) <= 4096 and all(is_finite_number(x) for x in v),
+               "not a list of finite numbers"),
+    "LUTs": (lambda v: isinstance(v, list) and all(isinstance(x, bytes) and x and len(x) % 3 == 0 for x in v),
+             "not a list of RGB lookup tables"),
+    "Overlays": (_is_bytes_list, "not bytes"),
+    "ROI": (_is_bytes_list, "not bytes"),
+    "Plot": (_is_bytes_list, "not bytes"),
+    "Properties": (lambda v: isinstance(v, dict) and all(is_clean_text(k) and (is_clean_text(x) or
+                   is_finite_number(x)) for k, x in v.items()), "not a map of text"),
+    "min": (is_finite_number, "not a finite number"),
+    "max": (is_finite_number, "not a finite number"),
+    "finterval": (lambda v: is_finite_number(v, 0.0), "not a finite non-negative number"),
+    "fps": (lambda v: is_finite_number(v, 0.0), "not a finite non-negative number"),
+    "mode": (lambda v: is_clean_text(v, 64, single_line=True), "not a short word"),
+    "loop": (lambda v: isinstance(v, bool), "not true/false"),
+    "spacing": (lambda v: is_finite_number(v) and float(v) > 0, "not a positive number"),
+}
+
+
+def _resolution_ok(value: Any) -> bool:
+    """Two rationals ``[[num, den], [num, den]]`` of positive 32-bit integers."""
+    return (isinstance(value, list) and len(value) == 2 and
+            all(isinstance(r, list) and len(r) == 2 and all(is_int(x, 1, 2**32 - 1) for x in r) for r in value))
+
+
+#: Fields of ``meta["tiff"]`` the writer uses, and the check each value must pass.
+_META_CHECKS: dict[str, tuple[Any, str]] = {
+    "axes": (lambda v: isinstance(v, str), "not text"),
+    "shape": (lambda v: isinstance(v, list) and all(is_int(x, 0) for x in v), "not a list of sizes"),
+    "compression": (lambda v: is_int(v, 1, 65535), "not a TIFF compression code"),
+    "compression_name": (lambda v: is_clean_text(v, 64, single_line=True), "not a short name"),
+    "photometric": (lambda v: isinstance(v, str), "not text"),
+    "colormap": (lambda v: isinstance(v, bytes), "not bytes"),
+    "resolution": (_resolution_ok, "not two positive rationals"),
+    "resolution_unit": (lambda v: is_int(v, 1, 3), "not 1, 2 or 3"),
+    "time_interval": (lambda v: is_finite_number(v) and float(v) > 0, "not a positive number"),
+    "channel_names": (lambda v: isinstance(v, list) and all(is_clean_text(x, 1024, single_line=True) for x in v),
+                      "not a list of names"),
+    "imagej": (lambda v: isinstance(v, dict), "not a map"),
+}
+
+
+def _clean_meta(meta: Any) -> dict[str, Any]:
+    """``meta["tiff"]`` without the fields the writer cannot use (warning once for each):
+    the policy for untrusted headers is to drop a bad field and write everything else."""
+    if not isinstance(meta, dict):
+        if meta is not None:
+            warn_dropped("meta", "tiff", meta, "not a map of TIFF header fields")
+        return {}
+    out = dict(meta)
+    for key, (ok, why) in _META_CHECKS.items():
+        if key in out and not ok(out[key]):
+            warn_dropped("tiff", key, out.pop(key), why)
+    if "imagej" in out:
+        ij = dict(out["imagej"])
+        for key, (ok, why) in _IJ_CHECKS.items():
+            if key in ij and not ok(ij[key]):
+                warn_dropped("tiff.imagej", key, ij.pop(key), why)
+        out["imagej"] = ij
+    return out
+
+
+def _colormap(meta: dict[str, Any], dtype: np.dtype, *, imagej: bool = False) -> np.ndarray | None:
+    """The recorded palette as a ``(3, 2**bits)`` uint16 array when it suits ``dtype``
+    (uint8, or uint16 outside ImageJ files), else None (with a warning when one was recorded)."""
+    raw = meta.get("colormap")
+    if raw is None:
+        return None
+    kinds = (np.dtype("uint8"),) if imagej else (np.dtype("uint8"), np.dtype("uint16"))
+    if dtype in kinds and len(raw) == 3 * 2 * 2 ** (8 * dtype.itemsize):
+        return np.frombuffer(raw, dtype="<u2").reshape(3, -1)
+    warn_dropped("tiff", "colormap", f"<{len(raw)} bytes>", f"not a palette for {dtype} data")
+    return None
 
 
 def _compression(meta: dict[str, Any], override: str | int | None) -> Any:
@@ -442,17 +605,18 @@ def _imagej_args(vol: Volume, meta: dict[str, Any], fits: bool) -> tuple[np.ndar
             md["spacing"] = float(old["spacing"])  # ImageJ keeps a z spacing for 2-D images too
     for a in vol.spatial_axes:
         o = vol.origin_of(a)
-        if o != 0.0:
+        if o != 0.0 and vol.spacing_of(a) > 0:
             md[f"{a.lower()}origin"] = -o / vol.spacing_of(a)
     if "S" in ij_axes:
         # tifffile refuses photometric="rgb" for 16-bit ImageJ data but stores 3/4 samples
         # as RGB itself when it is left to choose.
         kw["photometric"] = "rgb" if vol.dtype == np.uint8 else None
-    elif fits and meta.get("photometric") == "palette" and "colormap" in meta:
-        kw["photometric"] = "palette"
-        kw["colormap"] = np.frombuffer(meta["colormap"], dtype="<u2").reshape(3, -1)
     else:
         kw["photometric"] = "minisblack"
+        cmap = _colormap(meta, vol.dtype, imagej=True) if fits and meta.get("photometric") == "palette" else None
+        if cmap is not None:
+            kw["photometric"] = "palette"
+            kw["colormap"] = cmap
     return data, kw
 
 
@@ -529,8 +693,10 @@ def _plain_args(vol: Volume, meta: dict[str, Any], fits: bool) -> tuple[np.ndarr
     rgb = vol.axes.endswith("S") and vol.shape[-1] in (3, 4) and vol.dtype.kind in "uf"
     kw["photometric"] = "rgb" if rgb else "minisblack"
     if fits and meta.get("photometric") == "palette" and "colormap" in meta and not rgb:
-        kw["photometric"] = "palette"
-        kw["colormap"] = np.frombuffer(meta["colormap"], dtype="<u2").reshape(3, -1)
+        cmap = _colormap(meta, vol.dtype)
+        if cmap is not None:
+            kw["photometric"] = "palette"
+            kw["colormap"] = cmap
     f = unit_factor(vol.unit, "µm")
     if vol.unit in ("Å", "nm", "µm", "mm", "m") and "X" in vol.axes and "Y" in vol.axes:
         sx, sy = vol.spacing_of("X") * f, vol.spacing_of("Y") * f

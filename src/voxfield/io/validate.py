@@ -1,8 +1,13 @@
-"""Checks on array content and shape shared by readers, codecs and commands."""
+"""Checks on array content and shape shared by readers, codecs and commands, and the helpers
+readers and writers use against damaged files and untrusted headers: one-line quoting of
+library exceptions, a memory guard before allocating, and type/range checks with a
+"field dropped" warning for header fields of ``Volume.meta``."""
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 
 import numpy as np
 
@@ -54,3 +59,94 @@ def check_array(data: np.ndarray, path: str | os.PathLike[str] | None = None) ->
     check_shape(tuple(data.shape), path)
     check_dtype(data.dtype, path)
     check_finite(data, path)
+
+
+#: Longest library message quoted in a one-line error (longer ones are cut with "…").
+MAX_DETAIL = 200
+
+
+def one_line(text: object, limit: int = MAX_DETAIL) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, become one space), cut
+    to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_exception(exc: BaseException, limit: int = MAX_DETAIL) -> str:
+    """``"<ExceptionType>: <message>"`` on one line, cut to ``limit`` characters, for quoting
+    a library's exception inside a :class:`~voxfield.errors.VoxfieldError` message."""
+    msg = one_line(exc, limit)
+    name = type(exc).__name__
+    return f"{name}: {msg}" if msg else name
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_nbytes(shape: tuple[int, ...], itemsize: int, path: str | os.PathLike[str] | None = None) -> int:
+    """Bytes an array of ``shape`` and ``itemsize`` needs (exact, no overflow); refuse with
+    :class:`DataError` one that could never fit in this machine's memory (a corrupt header,
+    or a file too large to load whole) before anything is allocated."""
+    n = int(itemsize)
+    for s in shape:
+        n *= int(s)
+    limit = memory_bytes()
+    if limit is not None and n > limit:
+        raise DataError(f"reading the data needs {n:,} bytes, more than this machine's memory "
+                        f"({limit:,} bytes): corrupt header or file too large", path)
+    return n
+
+
+def memory_error(exc: MemoryError, path: str | os.PathLike[str] | None, what: str = "read the data") -> DataError:
+    """A one-line :class:`DataError` for a :class:`MemoryError`, with the bytes that were
+    asked for when numpy says (its ``_ArrayMemoryError`` records them)."""
+    size = getattr(exc, "_total_size", None)
+    need = f" ({int(size):,} bytes needed)" if isinstance(size, int) else ""
+    return DataError(f"not enough memory to {what}{need}", path)
+
+
+def warn_dropped(namespace: str, key: object, value: object, why: str) -> None:
+    """Warn (one line) that header field ``namespace[key]`` is not written back because its
+    value is of the wrong type or out of range; writers call this for fields of
+    ``Volume.meta`` that may come from an untrusted file and carry on without them."""
+    shown = one_line(repr(value), 60)
+    warnings.warn(f"ignoring header field {namespace}[{one_line(repr(key), 60)}] = {shown}: {why}",
+                  UserWarning, stacklevel=3)
+
+
+def is_int(value: object, lo: int | None = None, hi: int | None = None) -> bool:
+    """True for an integer (not a bool) within ``[lo, hi]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return False
+    v = int(value)
+    return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def is_finite_number(value: object, lo: float | None = None, hi: float | None = None) -> bool:
+    """True for a finite int or float (not a bool) within ``[lo, hi]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        v = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def is_clean_text(value: object, max_len: int = 1 << 16, *, single_line: bool = False) -> bool:
+    """True for a ``str`` that encodes as UTF-8 (no lone surrogates), holds no NUL and, with
+    ``single_line``, no line break, and is at most ``max_len`` characters."""
+    if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+        return False
+    if single_line and ("\n" in value or "\r" in value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

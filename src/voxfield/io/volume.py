@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,12 @@ class Volume:
         header fields), ``meta["tiff"]`` (ImageJ/OME metadata)... Writers of a format use
         their own namespace and ignore the others. Values must be JSON-serialisable except
         ``bytes`` (e.g. an MRC extended header), which containers store as binary sections.
+
+    Construction checks the frame: ``spacing`` and ``origin`` must be empty (defaults) or
+    hold one finite real number per spatial axis, ``unit`` must be short text without
+    control characters and ``meta`` a dict; anything else (``None`` entries, strings,
+    NaN/Inf, a wrong length...) raises :class:`~voxfield.errors.DataError`, never a
+    ``TypeError``: these values may come from an untrusted file header.
     """
 
     data: np.ndarray
@@ -121,14 +129,16 @@ class Volume:
         if len(set(self.axes)) != len(self.axes):
             raise DataError(f"repeated axis letter in {self.axes!r}")
         n = len(self.spatial_axes)
-        self.spacing = tuple(float(s) for s in self.spacing) if self.spacing else (1.0,) * n
-        self.origin = tuple(float(o) for o in self.origin) if self.origin else (0.0,) * n
-        if len(self.spacing) != n or len(self.origin) != n:
-            raise DataError(
-                f"spacing {self.spacing} / origin {self.origin} need one value per spatial axis "
-                f"({self.spatial_axes!r})"
-            )
+        self.spacing = _frame_values("spacing", self.spacing, n, 1.0, self.spatial_axes)
+        self.origin = _frame_values("origin", self.origin, n, 0.0, self.spatial_axes)
+        if self.unit is not None and (not isinstance(self.unit, str) or len(self.unit) > 64
+                                      or any(not c.isprintable() for c in self.unit)):
+            raise DataError(f"unit {self.unit!r:.80} is not a unit name")
         self.unit = normalize_unit(self.unit)
+        if self.meta is None:
+            self.meta = {}
+        if not isinstance(self.meta, dict):
+            raise DataError(f"volume metadata must be a map, got {type(self.meta).__name__}")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -200,21 +210,49 @@ class Volume:
     @classmethod
     def from_description(cls, desc: dict[str, Any], data: np.ndarray) -> Volume:
         """Inverse of :meth:`describe`: checks that ``data`` has the described shape and
-        casts it to the described dtype."""
-        shape = tuple(int(s) for s in desc["shape"])
+        casts it to the described dtype.
+
+        ``desc`` may come from an untrusted header: a missing or malformed ``shape``,
+        ``dtype``, ``axes``, ``spacing``, ``origin`` or ``unit`` raises
+        :class:`~voxfield.errors.DataError` naming the field (never ``KeyError`` or
+        ``TypeError``); a ``meta`` that is not a dict is dropped with a warning."""
+        if not isinstance(desc, dict):
+            raise DataError(f"volume description must be a map, got {type(desc).__name__}")
+        raw_shape = desc.get("shape")
+        if not isinstance(raw_shape, (list, tuple)) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 0
+                for s in raw_shape):
+            raise DataError(f"volume description: shape {raw_shape!r:.80} is not a list of sizes")
+        shape = tuple(int(s) for s in raw_shape)
         data = np.asarray(data)
         if data.shape != shape:
             raise DataError(f"decoded array has shape {data.shape}, header says {shape}")
-        dtype = np.dtype(desc["dtype"])
+        try:
+            dtype = np.dtype(desc.get("dtype"))
+        except (TypeError, ValueError, SyntaxError) as exc:
+            raise DataError(f"volume description: dtype {desc.get('dtype')!r:.80} is not a data type "
+                            f"({' '.join(str(exc).split())[:80]})") from None
+        if desc.get("dtype") is None or dtype.kind not in "biufc":
+            raise DataError(f"volume description: dtype {desc.get('dtype')!r:.80} is not a numeric data type")
         if data.dtype != dtype:
             data = data.astype(dtype)
+        axes = desc.get("axes")
+        if not isinstance(axes, str):
+            raise DataError(f"volume description: axes {axes!r:.80} is not a string of axis letters")
+        meta = desc.get("meta") or {}
+        if not isinstance(meta, dict):
+            import warnings
+
+            warnings.warn(f"ignoring volume metadata that is not a map ({type(meta).__name__})", UserWarning,
+                          stacklevel=2)
+            meta = {}
         return cls(
             data=data,
-            axes=desc["axes"],
-            spacing=tuple(desc.get("spacing") or ()),
+            axes=axes,
+            spacing=_description_list("spacing", desc.get("spacing")),
             unit=desc.get("unit", "px"),
-            origin=tuple(desc.get("origin") or ()),
-            meta=copy.deepcopy(desc.get("meta") or {}),
+            origin=_description_list("origin", desc.get("origin")),
+            meta=copy.deepcopy(meta),
         )
 
     def __repr__(self) -> str:
@@ -223,3 +261,37 @@ class Volume:
             f"Volume(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r}, "
             f"spacing=({sp}) {self.unit}, format={self.format!r})"
         )
+
+
+def _description_list(name: str, value: Any) -> tuple[Any, ...]:
+    """A described spacing/origin as a tuple (empty when absent); not a list: DataError."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"volume description: {name} {value!r:.80} is not a list of numbers")
+    return tuple(value)
+
+
+def _frame_values(name: str, values: Any, n: int, default: float, spatial: str) -> tuple[float, ...]:
+    """``values`` (spacing or origin) as ``n`` finite floats; ``()``/None give ``default``.
+
+    Refuses, with :class:`DataError`, a string or non-sequence, entries that are not real
+    numbers (``None``, text, booleans...), NaN or Inf, and a count other than ``n``."""
+    if values is None:
+        return (default,) * n
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not hasattr(values, "__iter__"):
+        raise DataError(f"{name} {values!r:.80} is not a list of numbers (one per spatial axis {spatial!r})")
+    values = tuple(values)
+    if not values:
+        return (default,) * n
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise DataError(f"{name} {values!r:.80} holds {v!r:.40}, not a number")
+        f = float(v)
+        if not math.isfinite(f):
+            raise DataError(f"{name} {values!r:.80} is not finite")
+        out.append(f)
+    if len(out) != n:
+        raise DataError(f"{name} {tuple(out)} needs one value per spatial axis ({spatial!r}: {n})")
+    return tuple(out)

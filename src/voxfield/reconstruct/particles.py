@@ -36,10 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxfield.errors import DataError, FormatError
+from voxfield.io.validate import describe_exception, memory_error, one_line
 from voxfield.reconstruct.poses import csparc_pose_to_rot
 from voxfield.reconstruct.star_io import (
     StarMetadata,
     add_star_columns,
+    guard_reader,
     read_star_metadata,
     write_relion31_star,
 )
@@ -359,9 +361,14 @@ class _NumpyUnpickler(pickle.Unpickler):
     """Unpickler that only builds numpy arrays and plain containers (no code execution)."""
 
     _ALLOWED_BUILTINS = {"tuple", "list", "dict", "set", "frozenset", "int", "float", "complex", "bytes", "slice"}
+    #: What pickled arrays, dtypes and scalars refer to (numpy 1 and 2 spellings); any other
+    #: numpy callable (``numpy.save``, ``numpy.load``...) would let a pickle act on files.
+    _NUMPY_NAMES = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
 
     def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] == "numpy" or (module, name) in {
+        numpy_ok = module.split(".")[0] == "numpy" and (
+            name in self._NUMPY_NAMES or (module == "numpy.dtypes" and name.endswith("DType")))
+        if numpy_ok or (module, name) in {
             ("_codecs", "encode"),
             ("copyreg", "_reconstructor"),
             ("copy_reg", "_reconstructor"),
@@ -380,10 +387,13 @@ def _load_pickle(path: PathLike, what: str) -> Any:
         with open(p, "rb") as fh:
             raw = fh.read()
         return _NumpyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except MemoryError as exc:
+        raise memory_error(exc, p, f"read the {what} pickle") from None
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or foreign pickle
-        raise FormatError(f"cannot read {what} pickle ({type(exc).__name__}: {exc})", p) from exc
+        raise FormatError(f"cannot read {what} pickle ({describe_exception(exc)})", p) from None
 
 
+@guard_reader("pose pickle")
 def load_pose_pkl(poses: PathLike | Any) -> tuple[np.ndarray, np.ndarray | None]:
     """A cryoDRGN pose pickle (or the object itself): ``rot`` ``(N, 3, 3)`` or a tuple
     ``(rot, trans)`` with ``trans`` ``(N, 2)`` as a fraction of the box. Returns float32
@@ -412,6 +422,7 @@ def load_pose_pkl(poses: PathLike | Any) -> tuple[np.ndarray, np.ndarray | None]
     return rot, trans
 
 
+@guard_reader("CTF pickle")
 def load_ctf_pkl(ctf: PathLike | Any) -> np.ndarray:
     """A cryoDRGN CTF pickle (or the array itself): ``(N, 9)`` float32."""
     where = str(ctf) if isinstance(ctf, (str, os.PathLike)) else "ctf"
@@ -462,29 +473,78 @@ def write_cryodrgn_pkls(
 
 
 def _read_cs(path: Path) -> np.ndarray:
+    """The structured array of a cryoSPARC ``.cs`` file (an ``.npy`` file), after checking
+    its header: one dimension, named fields, no more data bytes than the file holds."""
+    from voxfield.io.numpy_io import NPY_MAGIC, _read_npy_header
+
+    if not path.is_file():
+        raise FormatError("cryoSPARC file not found", path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise FormatError("cannot read cryoSPARC .cs file (no NumPy array header)", path)
+            fh.seek(0)
+            shape, _, dtype = _read_npy_header(fh, path)
+            header_len = fh.tell()
+        size = path.stat().st_size
+    except OSError as exc:
+        raise FormatError(f"cannot read cryoSPARC .cs file ({one_line(exc.strerror or exc)})", path) from None
+    if dtype.names is None:
+        raise FormatError(f"not a cryoSPARC .cs file (array of {dtype}, not a table of named fields)", path)
+    if len(shape) != 1:
+        raise FormatError(f"not a cryoSPARC .cs file (array of shape {shape}, expected one row per particle)",
+                          path)
+    if dtype.hasobject:
+        raise FormatError("cryoSPARC .cs file holds Python objects (pickle); voxfield never loads pickles", path)
+    need = shape[0] * dtype.itemsize
+    if shape[0] < 0 or need > size - header_len:
+        raise FormatError(f"truncated or corrupt: header declares {shape[0]} rows ({need} bytes), the file "
+                          f"holds {size - header_len}", path)
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
-        raise FormatError(f"cannot read cryoSPARC .cs file ({type(exc).__name__}: {exc})", path) from exc
-    if not isinstance(data, np.ndarray) or data.dtype.names is None:
-        raise FormatError("not a cryoSPARC .cs file (no structured array)", path)
+        raise FormatError(f"cannot read cryoSPARC .cs file ({describe_exception(exc)})", path) from None
+    if not isinstance(data, np.ndarray) or data.dtype.names is None or data.ndim != 1:
+        raise FormatError("not a cryoSPARC .cs file (no one-dimensional structured array)", path)
     if len(data) == 0:
         raise DataError("cryoSPARC file has no particles", path)
     return data
+
+
+def _cs_field(data: np.ndarray, name: str, path: Path, width: int | None = None) -> np.ndarray:
+    """Field ``name`` as float64, ``(N,)`` or ``(N, width)``; DataError when it is not
+    numeric or has another shape."""
+    raw = np.asarray(data[name])
+    n = len(data)
+    if raw.dtype.kind not in "biuf":
+        raise DataError(f"cryoSPARC field {name} is not numeric ({raw.dtype})", path)
+    want = (n,) if width is None else (n, width)
+    try:
+        out = raw.astype(np.float64).reshape(want)
+    except ValueError:
+        raise DataError(f"cryoSPARC field {name} has shape {raw.shape}, expected {want}", path) from None
+    return out
 
 
 def _cs_metadata(data: np.ndarray, path: Path, require_poses: bool) -> dict[str, Any]:
     names = set(data.dtype.names or ())
     out: dict[str, Any] = {"rot": None, "trans": None, "ctf": None, "apix": None, "D": None}
     if "blob/psize_A" in names:
-        out["apix"] = data["blob/psize_A"].astype(np.float64)
+        out["apix"] = _cs_field(data, "blob/psize_A", path)
     if "blob/shape" in names:
-        out["D"] = np.asarray(data["blob/shape"]).reshape(len(data), -1)[:, 0].astype(np.int64)
+        shp = np.asarray(data["blob/shape"])
+        if shp.dtype.kind not in "iu" or shp.size < len(data) or shp.size % len(data):
+            raise DataError(f"cryoSPARC field blob/shape has type {shp.dtype} and shape {shp.shape}, expected "
+                            "integer (N, 2)", path)
+        out["D"] = shp.reshape(len(data), -1)[:, 0].astype(np.int64)
     for prefix in ("alignments3D", "alignments_class_0"):
         if f"{prefix}/pose" in names:
-            out["rot"] = csparc_pose_to_rot(np.asarray(data[f"{prefix}/pose"], dtype=np.float64)).astype(np.float32)
+            pose = _cs_field(data, f"{prefix}/pose", path, 3)
+            if not np.all(np.isfinite(pose)):
+                raise DataError(f"cryoSPARC field {prefix}/pose contains NaN/Inf", path)
+            out["rot"] = csparc_pose_to_rot(pose).astype(np.float32)
             if f"{prefix}/shift" in names:
-                out["trans"] = np.asarray(data[f"{prefix}/shift"], dtype=np.float32).reshape(len(data), 2)
+                out["trans"] = _cs_field(data, f"{prefix}/shift", path, 2).astype(np.float32)
             break
     else:
         if require_poses:
@@ -499,13 +559,14 @@ def _cs_metadata(data: np.ndarray, path: Path, require_poses: bool) -> dict[str,
         ctf = np.empty((n, 9), dtype=np.float64)
         ctf[:, 0] = out["D"] if out["D"] is not None else np.nan
         ctf[:, 1] = out["apix"] if out["apix"] is not None else np.nan
-        ctf[:, 2] = data["ctf/df1_A"]
-        ctf[:, 3] = data["ctf/df2_A"]
-        ctf[:, 4] = np.rad2deg(data["ctf/df_angle_rad"])
-        ctf[:, 5] = data["ctf/accel_kv"]
-        ctf[:, 6] = data["ctf/cs_mm"]
-        ctf[:, 7] = data["ctf/amp_contrast"]
-        ctf[:, 8] = np.rad2deg(data["ctf/phase_shift_rad"]) if "ctf/phase_shift_rad" in names else 0.0
+        ctf[:, 2] = _cs_field(data, "ctf/df1_A", path)
+        ctf[:, 3] = _cs_field(data, "ctf/df2_A", path)
+        ctf[:, 4] = np.rad2deg(_cs_field(data, "ctf/df_angle_rad", path))
+        ctf[:, 5] = _cs_field(data, "ctf/accel_kv", path)
+        ctf[:, 6] = _cs_field(data, "ctf/cs_mm", path)
+        ctf[:, 7] = _cs_field(data, "ctf/amp_contrast", path)
+        ctf[:, 8] = (np.rad2deg(_cs_field(data, "ctf/phase_shift_rad", path))
+                     if "ctf/phase_shift_rad" in names else 0.0)
         out["ctf"] = ctf.astype(np.float32)
     return out
 
@@ -513,6 +574,7 @@ def _cs_metadata(data: np.ndarray, path: Path, require_poses: bool) -> dict[str,
 # ----------------------------------------------------------------------------------- entry
 
 
+@guard_reader("particle file")
 def load_particles(
     path: PathLike,
     *,
@@ -536,7 +598,9 @@ def load_particles(
     metadata only (no stack is opened; ``D`` comes from the metadata). With
     ``require_poses`` (default) inputs without poses are refused.
 
-    Raises :class:`DataError` / :class:`FormatError` with a one-line message on bad input.
+    Raises :class:`DataError` / :class:`FormatError` with a one-line message on bad input;
+    any other exception a library raises on a damaged file becomes a :class:`FormatError`
+    naming ``path`` (and a :class:`MemoryError` a :class:`DataError`).
     """
     p = Path(path)
     src_name = str(p)
@@ -570,9 +634,13 @@ def load_particles(
         if images:
             if "blob/path" not in (data.dtype.names or ()) or "blob/idx" not in (data.dtype.names or ()):
                 raise DataError("cryoSPARC file is missing required field(s) blob/path, blob/idx", p)
-            raw = [x.decode() if isinstance(x, bytes) else str(x) for x in data["blob/path"]]
+            idx = np.asarray(data["blob/idx"])
+            if idx.dtype.kind not in "iu" or idx.shape != (len(data),):
+                raise DataError(f"cryoSPARC field blob/idx has type {idx.dtype} and shape {idx.shape}, expected "
+                                f"integer ({len(data)},)", p)
+            raw = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in data["blob/path"]]
             raw = [x[1:] if x.startswith(">") else x for x in raw]
-            names = [f"{int(i) + 1}@{r}" for i, r in zip(data["blob/idx"], raw)]
+            names = [f"{int(i) + 1}@{r}" for i, r in zip(idx, raw)]
             src = _source_from_names(names, base=base, datadir=dd, own_dir=p.parent, source=src_name)
     elif ext in _STACK_EXTS or ext == ".txt":
         if not p.is_file():

@@ -9,16 +9,48 @@ through ``rlnOpticsGroup``). Conventions are cryoDRGN's, see :mod:`voxfield.reco
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from voxfield.errors import DataError, FormatError
+from voxfield.errors import DataError, FormatError, VoxfieldError
+from voxfield.io.validate import describe_exception, memory_error, one_line
 from voxfield.reconstruct.poses import euler_to_rot, rot_to_euler
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def guard_reader(what: str) -> Callable[[_F], _F]:
+    """Decorator for a public reader whose first argument is the file it reads (or an
+    object standing for it): :class:`~voxfield.errors.VoxfieldError` passes through, a
+    :class:`MemoryError` becomes a one-line :class:`DataError`, and any other exception (a
+    library failing on a damaged file: pandas, starfile, numpy, pickle...) becomes
+    ``FormatError("cannot read <what>: corrupt or unsupported file (<type>: <message>)")``
+    naming the file, so that the command line prints one line instead of a traceback."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def guarded(source: Any, *args: Any, **kwargs: Any) -> Any:
+            where = str(source) if isinstance(source, (str, os.PathLike)) else what
+            try:
+                return fn(source, *args, **kwargs)
+            except VoxfieldError:
+                raise
+            except MemoryError as exc:
+                raise memory_error(exc, where, f"read the {what}") from None
+            except Exception as exc:  # noqa: BLE001 - the safety net of a public reader
+                raise FormatError(f"cannot read {what}: corrupt or unsupported file ({describe_exception(exc)})",
+                                  where) from None
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
 
 __all__ = [
     "StarMetadata",
@@ -48,6 +80,7 @@ def _strip(name: str) -> str:
     return name[1:] if name.startswith("_") else name
 
 
+@guard_reader("STAR file")
 def read_star(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, pd.DataFrame]]:
     """Read a STAR file: ``(particles, optics or None, all_blocks)``.
 
@@ -61,8 +94,12 @@ def read_star(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame 
         raise FormatError("STAR file not found", p)
     try:
         blocks = starfile.read(p, always_dict=True)
+    except MemoryError as exc:
+        raise memory_error(exc, p, "parse the STAR file") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file
-        raise FormatError(f"cannot parse STAR file: {exc}", p) from exc
+        raise FormatError(f"cannot parse STAR file: {describe_exception(exc)}", p) from None
+    if not isinstance(blocks, dict):
+        raise FormatError("cannot parse STAR file: no data blocks", p)
     tables = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
     optics = tables.get("optics")
     if "particles" in tables:
@@ -110,8 +147,8 @@ def _merge_optics(parts: pd.DataFrame, optics: pd.DataFrame | None, path: Path) 
         try:
             groups = parts["rlnOpticsGroup"].to_numpy().astype(np.int64)
             table_ids = optics["rlnOpticsGroup"].to_numpy().astype(np.int64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"rlnOpticsGroup is not an integer column: {exc}", path) from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"rlnOpticsGroup is not an integer column: {one_line(exc)}", path) from None
         pos = {int(g): i for i, g in enumerate(table_ids)}
         unknown = sorted({int(g) for g in groups} - set(pos))
         if unknown:
@@ -134,8 +171,8 @@ def _merge_optics(parts: pd.DataFrame, optics: pd.DataFrame | None, path: Path) 
 def _numeric(table: pd.DataFrame, cols: Sequence[str], path: Path) -> np.ndarray:
     try:
         arr = np.stack([pd.to_numeric(table[c]).to_numpy(dtype=np.float64) for c in cols], axis=1)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"non-numeric values in column(s) {', '.join(cols)}: {exc}", path) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"non-numeric values in column(s) {', '.join(cols)}: {one_line(exc)}", path) from None
     bad = ~np.isfinite(arr)
     if bad.any():
         r, c = np.argwhere(bad)[0]
@@ -143,6 +180,7 @@ def _numeric(table: pd.DataFrame, cols: Sequence[str], path: Path) -> np.ndarray
     return arr
 
 
+@guard_reader("STAR file")
 def read_star_metadata(
     path: str | os.PathLike[str],
     *,
@@ -239,7 +277,10 @@ def read_star_metadata(
 
     groups = None
     if "rlnOpticsGroup" in parts.columns:
-        groups = pd.to_numeric(parts["rlnOpticsGroup"]).to_numpy().astype(np.int64)
+        try:
+            groups = pd.to_numeric(parts["rlnOpticsGroup"]).to_numpy().astype(np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"rlnOpticsGroup is not an integer column: {one_line(exc)}", p) from None
     return StarMetadata(
         n=n,
         image_names=image_names,
@@ -372,6 +413,7 @@ def write_relion31_star(
     return _write_blocks(path, {"optics": pd.DataFrame(optics), "particles": pd.DataFrame(particles)})
 
 
+@guard_reader("STAR file")
 def add_star_columns(
     star_in: str | os.PathLike[str], star_out: str | os.PathLike[str], columns: Mapping[str, np.ndarray]
 ) -> Path:
