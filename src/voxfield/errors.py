@@ -59,3 +59,17 @@ class TargetNotMet(VoxfieldError):
         super().__init__(message, path)
         self.best = best
         self.achieved = achieved
+
+
+def library_failure(exc: BaseException) -> bool:
+    """True when ``exc`` is a library's reaction to bad data, to be reported as a
+    :class:`FormatError`: any exception except interrupts, exits, memory exhaustion and
+    voxfield's own errors. Rust extensions surface panics as pyo3's ``PanicException``, a
+    ``BaseException``, which this counts as a library failure too."""
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, VoxfieldError))
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """``"<Type>: <message>"`` of an exception on one line, at most ``limit`` characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

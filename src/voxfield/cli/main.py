@@ -67,12 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.error_line("interrupted")
         return 130
-    except MemoryError:
-        console.error_line("out of memory (the input is too large for this machine's RAM)")
-        return 1
+    except MemoryError as exc:
+        what = f" ({exc})" if str(exc) else ""
+        console.error_line(f"{_named_file(argv)}out of memory{what}: the data are too large for this machine's RAM")
+        return 2
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
+
+
+def _named_file(argv: list[str] | None) -> str:
+    """``"<first existing path argument>: "`` for messages that must name the file."""
+    import os
+
+    for arg in (sys.argv[1:] if argv is None else argv):
+        if not arg.startswith("-") and os.path.exists(arg):
+            return f"{arg}: "
+    return ""
 
 
 if __name__ == "__main__":

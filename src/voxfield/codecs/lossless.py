@@ -111,8 +111,16 @@ def zstd_compress(raw: bytes, level: int) -> bytes:
     return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False).compress(raw)
 
 
-def zstd_decompress(body: bytes) -> bytes:
+def zstd_decompress(body: bytes, max_size: int | None = None) -> bytes:
+    """Decompress one zstd frame. ``max_size`` bounds the output: a frame whose header
+    declares more (a damaged or forged size field) is refused before anything is
+    allocated."""
     try:
+        if max_size is not None:
+            declared = zstandard.frame_content_size(body)
+            if declared > max_size:
+                raise FormatError(f"corrupt zstd stream (declares {declared:,} bytes, at most {max_size:,} expected)")
+            return zstandard.ZstdDecompressor().decompress(body, max_output_size=max(max_size, 1))
         return zstandard.ZstdDecompressor().decompress(body)
     except zstandard.ZstdError as exc:
         raise FormatError(f"corrupt zstd stream ({exc})") from None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress import classic, container, cryo_pe_set, ebound, hybrid, neural
+from voxfield.compress import classic, container, cryo_pe_set, ebound, guard, hybrid, neural
 from voxfield.compress.methods import NEURAL_DECODERS
 from voxfield.errors import FormatError
 from voxfield.io.volume import Volume
@@ -31,24 +31,34 @@ def decompress(source: str | os.PathLike[str] | bytes, member: int | str | None 
 
     A set of maps (``voxfield compress-set``) needs ``member``: its number counted from 1,
     or its name (:func:`voxfield.compress.cryo_pe_set.member_index`)."""
-    with container.VxfReader(source) as reader:
+    with guard.decoding(source), container.VxfReader(source) as reader:
         name = reader.header.get("method", {}).get("name")
         if name == cryo_pe_set.METHOD or member is not None:
-            return cryo_pe_set.decode_member(reader, member)
-        if name not in DECODERS:
-            raise FormatError(
-                f"unknown compression method {name!r} (this voxfield decodes: {', '.join(DECODERS)})",
-                reader.path,
-            )
-        vol = DECODERS[name](reader)
-        if "ebound" in reader.header:
-            vol = Volume(ebound.correct(reader, vol.data), vol.axes, vol.spacing, vol.unit, vol.origin, vol.meta)
+            vol = cryo_pe_set.decode_member(reader, member)
+        else:
+            if name not in DECODERS:
+                raise FormatError(
+                    f"unknown compression method {name!r} (this voxfield decodes: {', '.join(DECODERS)})",
+                    reader.path,
+                )
+            vol = DECODERS[name](reader)
+            if "ebound" in reader.header:
+                vol = Volume(ebound.correct(reader, vol.data), vol.axes, vol.spacing, vol.unit, vol.origin,
+                             vol.meta)
+            guard.check_decoded(vol.data, reader.spec.shape, reader.spec.dtype, reader.path)
+        guard.check_decoded(vol.data, None, None, reader.path)
         return vol
 
 
-def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Summary of a ``.vxf`` file without decoding: method, original volume, sizes."""
-    with container.VxfReader(path) as reader:
+def describe(path: str | os.PathLike[str], *, quick: bool = False) -> dict[str, Any]:
+    """Summary of a ``.vxf`` file without decoding: method, original volume, sizes.
+
+    The header is validated (:mod:`voxfield.compress.schema`) and, unless ``quick``, every
+    section's checksum is verified, so that a damaged file is reported here rather than at
+    decoding time."""
+    with guard.decoding(path), container.VxfReader(path) as reader:
+        if not quick:
+            reader.verify()
         head = reader.header
         vol = head.get("volume", {})
         shape = vol.get("shape", [])

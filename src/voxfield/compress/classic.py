@@ -104,11 +104,28 @@ def decode_classic(reader: container.VxfReader) -> Volume:
     return Volume.from_description(reader.header["volume"], data)
 
 
+def safe_base_name(name: Any) -> str | None:
+    """The base name of a stored file name, safe to create beside the input: the last
+    component of either kind of path separator, without control characters; None when
+    nothing usable is left (empty, ``.``, ``..``, hidden names, or absurdly long)."""
+    if not isinstance(name, str):
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if not base or base.startswith(".") or len(base.encode("utf-8", "replace")) > 200:
+        return None
+    return base
+
+
 def output_name(header: dict[str, Any], vxf_path: str | os.PathLike[str]) -> Path:
-    """Default output path for ``decompress``: the original file name with ``.decoded``
-    before its format suffix, beside the ``.vxf`` file."""
+    """Default output path for ``decompress``: the original file's base name with
+    ``.decoded`` before its format suffix, in the ``.vxf`` file's folder. The stored name
+    comes from the file and is not trusted: only its sanitised base name is used
+    (:func:`safe_base_name`), so the output never lands elsewhere; without a usable name,
+    ``<vxf stem>.decoded.mrc``."""
     p = Path(vxf_path)
-    name = header.get("volume", {}).get("name")
+    vol = header.get("volume")
+    name = safe_base_name(vol.get("name") if isinstance(vol, dict) else None)
     if not name:
         return p.with_suffix(".decoded.mrc")
     lower = name.lower()

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from voxfield.compress import schema
 from voxfield.errors import FormatError
 from voxfield.io import metajson
 from voxfield.io.atomic import write_bytes_atomic
@@ -118,9 +119,14 @@ class VxfReader:
     """Random access to a ``.vxf`` file (from a path) or blob (from bytes).
 
     ``reader.header`` is the parsed header; ``reader.section(name)`` reads and verifies one
-    section. Use as a context manager to close the file."""
+    section. Use as a context manager to close the file.
 
-    def __init__(self, source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> None:
+    The header is validated on opening (:func:`voxfield.compress.schema.validate_header`),
+    before any decoder sees it; ``validate=False`` reads the container alone (for tools
+    that handle the sections themselves), and leaves ``spec`` None and ``alloc_limit`` 0."""
+
+    def __init__(self, source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
+                 validate: bool = True) -> None:
         self._fh: BinaryIO
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: Path | None = None
@@ -134,6 +140,13 @@ class VxfReader:
             total = self.path.stat().st_size
         try:
             self.header, self._sections, self.version = self._parse(total)
+            #: The validated volume (for a set: its largest member), and the most items any
+            #: array sized from this header may hold (see :func:`schema.alloc_limit`).
+            self.spec: schema.VolumeSpec | None = None
+            self.alloc_limit = 0
+            if validate:
+                self.spec = schema.validate_header(self.header, self.path)
+                self.alloc_limit = schema.alloc_limit(self.spec)
         except BaseException:
             self.close()
             raise
@@ -211,6 +224,11 @@ class VxfReader:
         if zlib.crc32(data) != info.crc32:
             raise self._fail(f"corrupt section {name!r} (checksum mismatch)")
         return data
+
+    def verify(self) -> None:
+        """Read every section and check its checksum (``voxfield info`` without ``--quick``)."""
+        for name in self._sections:
+            self.section(name)
 
     def close(self) -> None:
         fh = getattr(self, "_fh", None)

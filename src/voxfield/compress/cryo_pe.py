@@ -842,7 +842,7 @@ def load_field(reader: container.VxfReader) -> tuple[CryoPEField | None, FieldLa
         if len(rows) != len(counts):
             raise ValueError("weight tables do not match the network")
         codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(rows, counts, strict=True)]
-        syms = weight_coding.decode_symbols(reader.section("weights"), codes)
+        syms = weight_coding.decode_symbols(reader.section("weights"), codes, limit=reader.alloc_limit)
         pos = 0
         latent = None
         if not fold and latent_dim:

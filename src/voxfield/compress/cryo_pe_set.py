@@ -497,7 +497,7 @@ def load_member_field(reader: container.VxfReader, member: int | str | None) -> 
         if len(rows) != len(counts):
             raise ValueError("weight tables do not match the network")
         codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(rows, counts, strict=True)]
-        syms = weight_coding.decode_symbols(reader.section("weights"), codes)
+        syms = weight_coding.decode_symbols(reader.section("weights"), codes, limit=reader.alloc_limit)
         latent = (syms[0].astype(np.float64) * codes[0].step).reshape(n_maps, latent_dim)[k]
         # this member's constant latent is folded into the first bias, once (as cryo-pe)
         net = exact_network(plan, syms, codes, 1, latent, n_pe, n_freq, int(m["frac_bits"]), float(m["clip"]))

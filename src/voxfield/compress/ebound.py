@@ -39,6 +39,7 @@ import constriction
 import numpy as np
 import zstandard
 
+from voxfield.codecs.lossless import zstd_decompress
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 
 SECTION = "ebound"
@@ -241,20 +242,20 @@ def decode_indices(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     if magic != _MAGIC or version != 1 or k < 1 or k > _MAX_K:
         raise FormatError("corrupt error-bound section (header)")
     pos = _HEAD.size
-    try:
-        table = np.frombuffer(zstandard.ZstdDecompressor().decompress(blob[pos: pos + n_table]), dtype="<u4")
-        pos += n_table
-        esc = (np.frombuffer(zstandard.ZstdDecompressor().decompress(blob[pos: pos + n_esc]), dtype="<i8")
-               if n_esc else np.zeros(0, np.int64))
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"corrupt error-bound section ({exc})") from None
-    pos += n_esc
     n_sym = 2 * k + 2
     n_groups = (len(_CLASS_EDGES) + 2) if use_ctx else 1
+    total = int(np.prod(shape, dtype=np.int64))
+    try:
+        table = np.frombuffer(zstd_decompress(blob[pos: pos + n_table], 4 * n_sym * n_groups), dtype="<u4")
+        pos += n_table
+        esc = (np.frombuffer(zstd_decompress(blob[pos: pos + n_esc], 8 * total), dtype="<i8")
+               if n_esc else np.zeros(0, np.int64))
+    except (FormatError, ValueError) as exc:
+        raise FormatError(f"corrupt error-bound section ({exc})") from None
+    pos += n_esc
     if table.size != n_sym * n_groups:
         raise FormatError("corrupt error-bound section (histogram size)")
     counts = [table[i * n_sym: (i + 1) * n_sym] for i in range(n_groups)]
-    total = int(np.prod(shape, dtype=np.int64))
     if sum(int(c.sum()) for c in counts) != total:
         raise FormatError("corrupt error-bound section (histograms do not cover the volume)")
     try:
@@ -323,10 +324,12 @@ def apply_section(section: bytes, entry: dict[str, Any], approx: np.ndarray) -> 
     q = decode_indices(body, approx.shape)
     out = reconstruct(approx, q, spec, approx.dtype)
     if n_bad:
+        if n_bad > out.size:
+            raise FormatError("corrupt error-bound exceptions (count)")
         try:
-            raw = zstandard.ZstdDecompressor().decompress(section[8 + n_body:])
-        except zstandard.ZstdError as exc:
-            raise FormatError(f"corrupt error-bound exceptions ({exc})") from None
+            raw = zstd_decompress(section[8 + n_body:], n_bad * (8 + out.dtype.itemsize))
+        except FormatError as exc:
+            raise FormatError(f"corrupt error-bound exceptions ({exc.message})") from None
         if len(raw) != n_bad * (8 + out.dtype.itemsize):
             raise FormatError("corrupt error-bound exceptions")
         idx = np.frombuffer(raw[: 8 * n_bad], dtype="<i8")

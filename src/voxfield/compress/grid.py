@@ -45,13 +45,14 @@ from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.classic import volume_header
 from voxfield.compress.field_layout import FieldLayout, decode_whole
+from voxfield.compress.schema import GRID_MAX_LEVELS, check_count
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.fields.exact import CHUNK, ExactSiren
 from voxfield.io.validate import check_array
 from voxfield.io.volume import Volume
 
 METHOD = "grid"
-_MAX_LEVELS = 9
+_MAX_LEVELS = GRID_MAX_LEVELS
 
 
 @dataclass(frozen=True)
@@ -727,6 +728,7 @@ def load_field(reader: container.VxfReader) -> tuple[GridField | None, FieldLayo
         levels = int(m["levels"])
         tab = tables.unpack(reader.section("tables"))
         shapes = [(cfg.latent_channels,) + level_shape(layout.coord_shape, lv) for lv in range(levels)]
+        check_count(sum(math.prod(s) for s in shapes), reader.alloc_limit, "the latent grids", reader.path)
         bounds = [int(b) for b in tab["bounds"]]
         scales = tab["scales"].astype(np.float64)
         if len(bounds) != levels or scales.shape != (levels, cfg.contexts):
@@ -738,7 +740,7 @@ def load_field(reader: container.VxfReader) -> tuple[GridField | None, FieldLayo
         if len(rows) != len(counts):
             raise ValueError("network tables do not match the architecture")
         codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(rows, counts, strict=True)]
-        syms = weight_coding.decode_symbols(reader.section("mlp"), codes)
+        syms = weight_coding.decode_symbols(reader.section("mlp"), codes, limit=reader.alloc_limit)
         wsym, wsteps, biases = [], [], []
         for i in range(len(dims) - 1):
             wsym.append(syms[2 * i].reshape(1, dims[i], dims[i + 1]))

@@ -292,11 +292,13 @@ def _unpack_flags(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     n = int(np.prod(shape, dtype=np.int64))
     if not blob or blob[0] not in (0, 1):
         raise FormatError("corrupt hybrid block flags")
+    from voxfield.codecs.lossless import zstd_decompress
+
     try:
-        raw = zstandard.ZstdDecompressor().decompress(blob[1:]) if blob[0] else blob[1:]
+        raw = zstd_decompress(blob[1:], (n + 7) // 8) if blob[0] else blob[1:]
         bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"corrupt hybrid block flags ({exc})") from None
+    except FormatError as exc:
+        raise FormatError(f"corrupt hybrid block flags ({exc.message})") from None
     if bits.size < n:
         raise FormatError("corrupt hybrid block flags (too few)")
     return bits[:n].reshape(shape).astype(bool)
@@ -616,9 +618,12 @@ class _SubReader:
 
     def __init__(self, method: dict[str, Any], volume: dict[str, Any], sections: Callable[[str], bytes],
                  path: Any = None) -> None:
+        from voxfield.compress import schema
+
         self.header = {"method": method, "volume": volume}
         self._sections = sections
         self.path = path
+        self.alloc_limit = schema.alloc_limit(schema.check_volume(volume, path, "method.field.volume"))
 
     def section(self, name: str) -> bytes:
         return self._sections(f"field.{name}")

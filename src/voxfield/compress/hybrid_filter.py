@@ -258,7 +258,7 @@ def decode_weights(payload: bytes, rows: list[list[float]], dims: int, channels:
     from dataclasses import replace
 
     codes = [replace(weight_coding.TensorCode.from_row(r), count=math.prod(s)) for r, s in zip(rows, shapes, strict=True)]
-    flat = weight_coding.decode(payload, codes)
+    flat = weight_coding.decode(payload, codes, limit=sum(c.count for c in codes))
     return [f.reshape(s) for f, s in zip(flat, shapes, strict=True)]
 
 

@@ -271,9 +271,11 @@ def first_omegas(cfg: NeuralConfig, bset: BlockSet, members: list[int] | np.ndar
 
 
 def exact_groups(payload: bytes, code_rows: np.ndarray, group_widths: list[list[int]], block_group: np.ndarray,
-                 n_in: int, n_out: int, cfg: NeuralConfig, bset: BlockSet) -> list[Group]:
+                 n_in: int, n_out: int, cfg: NeuralConfig, bset: BlockSet, *, limit: int | None = None) -> list[Group]:
     """Networks for inference, rebuilt from the coded weights exactly as a reader does
-    (integer symbols, see :mod:`voxfield.fields.exact`)."""
+    (integer symbols, see :mod:`voxfield.fields.exact`). ``limit`` bounds the number of
+    weights a file's header may declare (the reader's ``alloc_limit``; None when the
+    encoder rebuilds its own networks)."""
     # element counts follow from the architecture (the table's float32 count column is
     # exact only below 2**24 elements, so it is not trusted)
     counts = []
@@ -286,7 +288,7 @@ def exact_groups(payload: bytes, code_rows: np.ndarray, group_widths: list[list[
     if len(counts) != len(code_rows):
         raise ValueError("weight tables do not match the networks")
     codes = [replace(weight_coding.TensorCode.from_row(r), count=n) for r, n in zip(code_rows, counts, strict=True)]
-    syms = weight_coding.decode_symbols(payload, codes)
+    syms = weight_coding.decode_symbols(payload, codes, limit=sum(counts) if limit is None else limit)
     pos, groups = 0, []
     for gi, widths in enumerate(group_widths):
         members = [int(b) for b in np.nonzero(block_group == gi)[0]]
@@ -565,7 +567,8 @@ def load_field(reader: container.VxfReader) -> tuple[NeuralField | None, FieldLa
         bset = BlockSet(layout.coord_shape, tab["starts"], tab["stops"], int(m.get("overlap", 0)),
                         None if bw is None else tuple(float(b) for b in bw))
         groups = exact_groups(reader.section("weights"), tab["codes"], [[int(w) for w in g["widths"]] for g in m["groups"]],
-                              tab["group"].astype(np.int64), len(layout.coord_axes), layout.n_out, cfg, bset)
+                              tab["group"].astype(np.int64), len(layout.coord_axes), layout.n_out, cfg, bset,
+                              limit=reader.alloc_limit)
         if sorted(b for g in groups for b in g.blocks) != list(range(bset.n_blocks)):
             raise ValueError("block table and groups disagree")
         deb = DeblockParams.from_list(m.get("deblock", [0, 0, 0]))

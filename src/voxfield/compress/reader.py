@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container, cryo_pe_set, ebound, hybrid
+from voxfield.compress import container, cryo_pe_set, ebound, guard, hybrid, schema
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.compress.grid import GridField
 from voxfield.compress.methods import FIELD_LOADERS
@@ -34,18 +34,20 @@ class VxfArray:
     ``volume`` entry in place of the set's)."""
 
     def __init__(self, path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> None:
+        with guard.decoding(path):
+            self._open(path, member)
+
+    def _open(self, path: str | os.PathLike[str] | bytes, member: int | str | None) -> None:
         with container.VxfReader(path) as reader:
             self.header = reader.header
             self.path = reader.path
             is_set = reader.header.get("method", {}).get("name") == cryo_pe_set.METHOD
             if is_set or member is not None:
                 self.header = cryo_pe_set.member_header(reader.header, member, reader.path)
-            desc = self.header.get("volume")
-            if not isinstance(desc, dict) or "shape" not in desc:
-                raise FormatError("corrupt .vxf header (no volume description)", reader.path)
-            self.shape: tuple[int, ...] = tuple(int(n) for n in desc["shape"])
-            self.dtype = np.dtype(desc["dtype"])
-            self.axes: str = desc["axes"]
+            spec = schema.check_volume(self.header.get("volume"), reader.path)
+            self.shape: tuple[int, ...] = spec.shape
+            self.dtype = spec.dtype
+            self.axes: str = spec.axes
             self._field: NeuralField | GridField | None = None
             self._layout: FieldLayout | None = None
             self._full: np.ndarray | None = None
@@ -69,6 +71,8 @@ class VxfArray:
                 if name not in DECODERS:
                     raise FormatError(f"unknown compression method {name!r}", reader.path)
                 self._full = DECODERS[name](reader).data
+            if self._full is not None:
+                guard.check_decoded(self._full, self.shape, self.dtype, reader.path)
 
     @property
     def ndim(self) -> int:
@@ -108,6 +112,12 @@ class VxfArray:
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        with guard.decoding(self.path):
+            data = self._getitem(key)
+            guard.check_decoded(data, None, self.dtype, self.path)
+        return data
+
+    def _getitem(self, key: Any) -> np.ndarray:
         keys = self._normalize_key(key)
         if self._full is not None:
             return np.asarray(self._full[tuple(keys)])
@@ -154,6 +164,12 @@ class VxfArray:
         along the coordinate axes (the non-channel axes, in the volume's order); fractional
         positions evaluate the continuous field. Returns ``(P, *channel_shape)`` in the
         original dtype (float64 for fractional positions of integer data)."""
+        with guard.decoding(self.path):
+            out = self._points(coords)
+            guard.check_decoded(out, None, None, self.path)
+        return out
+
+    def _points(self, coords: np.ndarray) -> np.ndarray:
         pts = np.asarray(coords, dtype=np.float64)
         if self._layout is None:  # classic or hybrid file: nearest voxel
             if self._full is None:

@@ -11,20 +11,39 @@ Classic codecs decode in one piece, as their payloads are not randomly accessibl
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from voxfield.compress import guard
 from voxfield.compress.reader import open_vxf
+from voxfield.errors import DataError, OutputError
 from voxfield.io import write_volume
+from voxfield.io.atomic import temp_prefix
 from voxfield.io.volume import Volume
 
 #: Volumes above this many bytes are decoded in slabs.
 STREAM_ABOVE = 256 << 20
 #: Target bytes of one slab.
 SLAB_BYTES = 64 << 20
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_memory(nbytes: int, path: str | os.PathLike[str] | bytes) -> None:
+    """Refuse to decode ``nbytes`` in memory when the machine has less RAM than that."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > total:
+        where = None if isinstance(path, (bytes, bytearray)) else path
+        raise DataError(f"decoding needs {_gib(nbytes)} of memory, this machine has {_gib(total)}", where)
 
 
 def slab_ranges(shape: tuple[int, ...], itemsize: int, slab_bytes: int = SLAB_BYTES) -> list[tuple[int, int]]:
@@ -48,13 +67,17 @@ def decompress_to_file(src: str | os.PathLike[str], out: str | os.PathLike[str],
     arr = open_vxf(src, member)
     nbytes = int(np.prod(arr.shape, dtype=np.int64)) * arr.dtype.itemsize
     if not arr.random_access or nbytes <= stream_above or len(arr.shape) < 2:
+        check_memory(nbytes, src)
         vol = decompress_vxf(src, member)
         write_volume(vol, out, overwrite=overwrite)
         if progress is not None:
             progress(1.0)
         return vol
     out_dir = Path(out).resolve().parent
-    with tempfile.TemporaryDirectory(prefix=".voxfield-decode-", dir=out_dir) as tmp:
+    free = shutil.disk_usage(out_dir).free
+    if nbytes > free:
+        raise OutputError(f"decoding needs {_gib(nbytes)} of disk space beside the output, {_gib(free)} free", out)
+    with guard.decoding(src), tempfile.TemporaryDirectory(prefix=temp_prefix("decode"), dir=out_dir) as tmp:
         mm = np.lib.format.open_memmap(Path(tmp) / "decoded.npy", mode="w+", dtype=arr.dtype, shape=arr.shape)
         ranges = slab_ranges(arr.shape, arr.dtype.itemsize, slab_bytes)
         for k, (a, b) in enumerate(ranges):

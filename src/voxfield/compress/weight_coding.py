@@ -23,7 +23,7 @@ import constriction
 import numpy as np
 import torch
 
-from voxfield.errors import FormatError
+from voxfield.errors import FormatError, library_failure, one_line
 
 T = TypeVar("T")
 
@@ -121,10 +121,17 @@ def encode(tensors: list[np.ndarray], bits: float) -> tuple[bytes, list[TensorCo
     return coder.get_compressed().tobytes(), [c for _, c in coded]
 
 
-def decode_symbols(payload: bytes, codes: list[TensorCode]) -> list[np.ndarray]:
-    """Integer symbols (int64, flat) of every tensor of a stream made by :func:`encode`."""
+def decode_symbols(payload: bytes, codes: list[TensorCode], *, limit: int) -> list[np.ndarray]:
+    """Integer symbols (int64, flat) of every tensor of a stream made by :func:`encode`.
+
+    ``limit`` bounds the total count of symbols (the counts come from a header that may be
+    damaged; see :func:`voxfield.compress.schema.alloc_limit`): more is refused before the
+    decoder allocates anything."""
     if len(payload) % 4:
         raise FormatError("corrupt weight stream (length not a multiple of 4)")
+    total = sum(int(c.count) for c in codes)
+    if any(c.count < 0 for c in codes) or total > limit:
+        raise FormatError(f"corrupt weight table ({total:,} weights exceed what the volume allows, {limit:,})")
     words = np.frombuffer(payload, dtype=np.uint32).copy()
     coder = constriction.stream.stack.AnsCoder(words)
     out = []
@@ -136,15 +143,18 @@ def decode_symbols(payload: bytes, codes: list[TensorCode]) -> list[np.ndarray]:
             if code.family == "uniform":
                 sym -= code.bound
             out.append(sym)
-    except (ValueError, RuntimeError, OverflowError) as exc:
-        raise FormatError(f"corrupt weight stream ({exc})") from None
+    except BaseException as exc:  # constriction reports bad streams as errors or Rust panics
+        if not library_failure(exc):
+            raise
+        raise FormatError(f"corrupt weight stream ({one_line(exc)})") from None
     return out
 
 
-def decode(payload: bytes, codes: list[TensorCode]) -> list[np.ndarray]:
-    """Inverse of :func:`encode`: flat float32 arrays (symbols × step), one per tensor."""
+def decode(payload: bytes, codes: list[TensorCode], *, limit: int) -> list[np.ndarray]:
+    """Inverse of :func:`encode`: flat float32 arrays (symbols × step), one per tensor
+    (``limit`` as in :func:`decode_symbols`)."""
     return [(s.astype(np.float64) * c.step).astype(np.float32)
-            for s, c in zip(decode_symbols(payload, codes), codes, strict=True)]
+            for s, c in zip(decode_symbols(payload, codes, limit=limit), codes, strict=True)]
 
 
 def fake_quant(t: torch.Tensor, bits: float) -> torch.Tensor:
