@@ -316,6 +316,26 @@ def test_killed_decompress_leaves_no_debris_after_the_next_run(seeds, tmp_path):
     np.testing.assert_array_equal(read_volume(out).data, decompress(seeds["sci"]).data)
 
 
+@pytest.mark.parametrize("name", ["sci", "grid", "cryo-pe", "hybrid", "ebound", "set"])
+def test_decoding_does_not_depend_on_the_thread_count(seeds, name):
+    """The same file decodes to the same bits with 1 and 2 torch threads (a machine's core
+    count must not change what an archive holds)."""
+    import torch
+
+    if name not in seeds:
+        pytest.skip(f"no {name} seed")
+    member = 2 if name == "set" else None
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = decompress(seeds[name], member=member).data
+        torch.set_num_threads(2)
+        two = decompress(seeds[name], member=member).data
+    finally:
+        torch.set_num_threads(before)
+    assert one.tobytes() == two.tobytes()
+
+
 # --------------------------------------------------------------------------- messages name the file
 
 

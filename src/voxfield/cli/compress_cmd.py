@@ -20,7 +20,7 @@ from voxfield.compress.bounded import make_encoder
 from voxfield.compress.classic import compress_volume, output_name
 from voxfield.compress.hybrid import PRIORS
 from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
-from voxfield.errors import FormatError, OptionError
+from voxfield.errors import DataError, FormatError, OptionError, VoxfieldError
 from voxfield.io import check_writable, read_volume
 from voxfield.io.atomic import write_bytes_atomic
 from voxfield.io.volume import Volume
@@ -240,14 +240,18 @@ def compress(
         else:
             blob, what = encode_base(None if target is not None else 64.0, True)
     seconds = time.perf_counter() - t0
-    write_bytes_atomic(out, blob, overwrite=force)
     r = vol.data.nbytes / len(blob)
     msg = (f"{input.name} -> {out}: {vol.data.nbytes:,} -> {len(blob):,} bytes, ratio {r:.2f} "
            f"({8 * len(blob) / vol.data.size:.3f} bits/voxel), {what}, {seconds:.1f} s")
-    if check:
-        dec = decompress_vxf(blob)
+    if check:  # before writing: a file that does not decode is never left behind
+        try:
+            dec = decompress_vxf(blob)
+        except VoxfieldError as exc:
+            raise DataError(f"the compressed file does not decode ({exc.message}); nothing was written",
+                            input) from None
         msg += (f"; PSNR {psnr(vol.data, dec.data):.2f} dB (data range), "
                 f"max |error| {max_abs_error(vol.data, dec.data):.4g}")
+    write_bytes_atomic(out, blob, overwrite=force)
     console.out.print(msg)
 
 

@@ -7,6 +7,7 @@ import warnings
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 #: Normal output (tables, reports) goes to stdout; messages go to stderr.
 out = Console(highlight=False, soft_wrap=True)
@@ -16,13 +17,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def error_line(message: str) -> None:
     """Print ``voxfield: error: <message>`` on one line to stderr."""
     one_line = " ".join(str(message).split())
-    err.print(f"[bold red]voxfield: error:[/] {one_line}", markup=True, highlight=False)
+    err.print(f"[bold red]voxfield: error:[/] {escape(one_line)}", markup=True, highlight=False)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: TextIO | None = None, line: str | None = None) -> None:
     one_line = " ".join(str(message).split())
-    err.print(f"[yellow]voxfield: warning:[/] {one_line}", markup=True, highlight=False)
+    err.print(f"[yellow]voxfield: warning:[/] {escape(one_line)}", markup=True, highlight=False)
 
 
 def install_warning_handler() -> None:

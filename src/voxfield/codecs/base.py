@@ -175,8 +175,8 @@ def unframe(payload: bytes | memoryview) -> tuple[tuple[int, ...], np.dtype, dic
         head = json.loads(bytes(mv[pos : pos + n]))
         shape = tuple(int(s) for s in head.pop("s"))
         dtype = np.dtype(head.pop("d"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"corrupt codec payload ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise FormatError(f"corrupt codec payload ({type(exc).__name__}: {exc})") from None
     return shape, dtype, head, mv[pos + n :]
 
 

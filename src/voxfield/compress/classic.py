@@ -20,6 +20,7 @@ from voxfield.codecs.base import Codec, Target
 from voxfield.codecs.registry import get_codec
 from voxfield.compress import container
 from voxfield.errors import FormatError, OptionError, TargetNotMet
+from voxfield.io import registry
 from voxfield.io.validate import check_array
 from voxfield.io.volume import Volume
 
@@ -121,16 +122,31 @@ def output_name(header: dict[str, Any], vxf_path: str | os.PathLike[str]) -> Pat
     """Default output path for ``decompress``: the original file's base name with
     ``.decoded`` before its format suffix, in the ``.vxf`` file's folder. The stored name
     comes from the file and is not trusted: only its sanitised base name is used
-    (:func:`safe_base_name`), so the output never lands elsewhere; without a usable name,
-    ``<vxf stem>.decoded.mrc``."""
+    (:func:`safe_base_name`), so the output never lands elsewhere. A name without a known
+    suffix keeps its whole self and gets the suffix of the format it was read from; without
+    a usable name, ``<vxf stem>.decoded`` plus that suffix (``.mrc`` for maps, ``.npz``
+    for anything else)."""
     p = Path(vxf_path)
     vol = header.get("volume")
     name = safe_base_name(vol.get("name") if isinstance(vol, dict) else None)
+    meta = vol.get("meta") if isinstance(vol, dict) else None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
     if not name:
-        return p.with_suffix(".decoded.mrc")
+        shape = vol.get("shape") if isinstance(vol, dict) else None
+        fallback = ".mrc" if isinstance(shape, list) and len(shape) <= 3 else ".npz"
+        return p.with_suffix(".decoded" + _PLAIN_SUFFIX.get(fmt, fallback))
     lower = name.lower()
     for suf in (".ome.tiff", ".ome.tif", ".ome.zarr", ".mrc.gz", ".map.gz", ".mrc.bz2", ".map.bz2"):
         if lower.endswith(suf):
             return p.parent / (name[: -len(suf)] + ".decoded" + name[-len(suf):])
     stem, dot, ext = name.rpartition(".")
-    return p.parent / (f"{stem}.decoded.{ext}" if dot else f"{name}.decoded")
+    if dot and registry.format_of_suffix(name) is not None:
+        return p.parent / f"{stem}.decoded.{ext}"
+    # A name voxfield could not write back (no suffix, or an unknown one): keep it whole and
+    # add the suffix of the format it was read from (NumPy .npz, which stores any volume
+    # with its frame, when that is unknown too).
+    return p.parent / f"{name}.decoded{_PLAIN_SUFFIX.get(fmt, '.npz')}"
+
+
+#: The suffix ``decompress`` gives a volume read from each format.
+_PLAIN_SUFFIX = {"mrc": ".mrc", "tiff": ".tif", "zarr": ".ome.zarr", "npy": ".npy", "npz": ".npz", "hdf5": ".h5"}

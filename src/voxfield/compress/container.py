@@ -185,6 +185,8 @@ class VxfReader:
             header = metajson.loads(text.decode("utf-8"))
         except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as exc:
             raise self._fail(f"corrupt .vxf header ({exc})") from None
+        except RecursionError:
+            raise self._fail("corrupt .vxf header (nested too deeply)") from None
         if not isinstance(header, dict) or not isinstance(header.get("sections"), list):
             raise self._fail("corrupt .vxf header (no section table)")
         sections: dict[str, SectionInfo] = {}
@@ -196,7 +198,7 @@ class VxfReader:
                     raise ValueError("negative section size")
                 sections[info.name] = info
                 offset += info.size
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise self._fail(f"corrupt .vxf section table ({exc})") from None
         if offset > total:
             raise self._fail(f"truncated .vxf file ({total} bytes, sections end at {offset})")

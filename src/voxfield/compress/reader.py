@@ -222,7 +222,8 @@ class VxfArray:
         fmt = meta.get("format")
         if fmt and isinstance(meta.get(fmt), dict) and data.shape != self.shape:
             meta.pop(fmt)
-        return Volume(data, axes, tuple(sp), desc.get("unit", "px"), tuple(org), meta)
+        with guard.decoding(self.path):
+            return Volume(data, axes, tuple(sp), desc.get("unit", "px"), tuple(org), meta)
 
 
 def open_vxf(path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> VxfArray:

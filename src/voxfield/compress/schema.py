@@ -149,7 +149,9 @@ def check_volume(desc: Any, path: PathLike, where: str = "volume") -> VolumeSpec
             raise _fail(f"{where}.{key} has {len(items)} values for {n_spatial} spatial axes", path)
         for x in items:
             check_float(x, f"{where}.{key}", path, positive=key == "spacing")
-    check_text(d.get("unit", "px"), f"{where}.unit", path)
+    unit = check_text(d.get("unit", "px"), f"{where}.unit", path)
+    if unit is not None and (len(unit) > 64 or not unit.isprintable()):  # as Volume requires
+        raise _fail(f"{where}.unit {_show(unit)} is not a unit name", path)
     check_text(d.get("name"), f"{where}.name", path, optional=True)
     if d.get("meta") is not None:
         check_dict(d["meta"], f"{where}.meta", path)

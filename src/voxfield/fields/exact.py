@@ -9,7 +9,8 @@ bits from the same region of the full decode. Here every linear layer is compute
 layer inputs are rounded to a fixed-point grid of ``2**-frac_bits``. Every partial sum is an
 integer below 2**53, so any summation order gives the exact same result. The scales
 (``step * 2**-frac_bits``), biases and sines are applied element-wise on padded chunks of a
-fixed size, which are position-independent as well.
+fixed size, which are position-independent as well; the sines are numpy's, which do not
+depend on the thread count (torch's do, in the last bit).
 
 The fixed-point rounding (2**-24 with the defaults) is far below float32 precision, so the
 decoded values match the training network to float32 accuracy.
@@ -83,7 +84,14 @@ class ExactSiren:
         x = np.zeros((rows, local.shape[1]), dtype=np.float64)
         x[:n] = local
         out = np.empty((n, int(self.w[-1].shape[2])), dtype=np.float32)
-        act = {"sin": torch.sin, "cos": torch.cos, "relu": torch.relu}[self.activation]
+        # numpy, not torch, for the sines: torch splits element-wise work across threads and
+        # its vector and scalar paths differ in the last bit, so the result would depend on
+        # the thread count (measured: 3% of voxels differ between 1 and 2 threads).
+        np_act = {"sin": np.sin, "cos": np.cos, "relu": lambda v: np.maximum(v, 0.0)}[self.activation]
+
+        def act(v: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np_act(v.numpy()))
+
         last = len(self.w) - 1
         for lo in range(0, n, CHUNK):
             h = self._fixed(torch.from_numpy(x[lo : lo + CHUNK]))

@@ -190,10 +190,13 @@ def _volume(data: np.ndarray, attrs: dict[str, Any], info: dict[str, Any], p: Pa
                           stacklevel=4)
     n = sum(a in "ZYX" for a in axes)
     spacing, unit, origin = (), "px", ()
-    if _numbers(attrs.get("spacing"), n):
+    if _numbers(attrs.get("spacing"), n) and all(float(v) > 0 for v in attrs["spacing"]):
         spacing, unit = tuple(attrs["spacing"]), str(attrs.get("unit", "px"))
         if _numbers(attrs.get("origin"), n):
             origin = tuple(attrs["origin"])
+    elif "spacing" in attrs:
+        warnings.warn(f"{p}: ignoring spacing {one_line(attrs['spacing'], 80)} (not {n} positive finite numbers); "
+                      "voxel size unknown", UserWarning, stacklevel=4)
     elif isinstance(attrs.get("element_size_um"), list):
         spacing, unit = _element_size(attrs["element_size_um"], axes, n)
     try:

@@ -113,6 +113,12 @@ def _by_suffix(path: Path) -> FormatSpec | None:
     return None if best is None else best[1]
 
 
+def format_of_suffix(path: str | os.PathLike[str]) -> str | None:
+    """Name of the format a path's suffix stands for (longest match), or None."""
+    spec = _by_suffix(Path(path))
+    return None if spec is None else spec.name
+
+
 def known_suffixes() -> list[str]:
     """All suffixes voxfield can read or write."""
     return sorted({s for spec in FORMATS.values() for s in spec.suffixes})

@@ -142,9 +142,6 @@ def _select(tf: tifffile.TiffFile, p: Path, series: int, level: int) -> tuple[An
 
 def _read_pixels(tf: tifffile.TiffFile, lvl: Any, p: Path, log: list[logging.LogRecord]) -> np.ndarray:
     """The level's pixels, after checking shape, dtype and that the file holds them."""
-    if tf.filehandle.size < 2**32:
-        len(tf.pages)  # walk the whole IFD chain: a cut file logs an error here
-    _check_log(log, p)
     shape = tuple(int(n) for n in lvl.shape)
     check_shape(shape, p)
     if lvl.dtype is None or np.dtype(lvl.dtype).kind not in "biufc":
@@ -160,6 +157,11 @@ def _read_pixels(tf: tifffile.TiffFile, lvl: Any, p: Path, log: list[logging.Log
 
 def _read_open(tf: tifffile.TiffFile, p: Path, series: int, level: int,
                log: list[logging.LogRecord]) -> Volume:
+    if tf.filehandle.size < 2**32:
+        # Walk the whole IFD chain first: a cut file logs an error here, and a circular
+        # chain is detected and cut (listing series before this can loop forever).
+        len(tf.pages)
+    _check_log(log, p)
     s, lvl = _select(tf, p, series, level)
     data = _read_pixels(tf, lvl, p, log)
     axes = _voxfield_axes(lvl.axes, p)

@@ -102,7 +102,7 @@ class Volume:
         ``bytes`` (e.g. an MRC extended header), which containers store as binary sections.
 
     Construction checks the frame: ``spacing`` and ``origin`` must be empty (defaults) or
-    hold one finite real number per spatial axis, ``unit`` must be short text without
+    hold one finite real number per spatial axis (spacing > 0), ``unit`` must be short text without
     control characters and ``meta`` a dict; anything else (``None`` entries, strings,
     NaN/Inf, a wrong length...) raises :class:`~voxfield.errors.DataError`, never a
     ``TypeError``: these values may come from an untrusted file header.
@@ -130,6 +130,8 @@ class Volume:
             raise DataError(f"repeated axis letter in {self.axes!r}")
         n = len(self.spatial_axes)
         self.spacing = _frame_values("spacing", self.spacing, n, 1.0, self.spatial_axes)
+        if any(s <= 0 for s in self.spacing):
+            raise DataError(f"spacing {self.spacing} is not positive (voxel sizes must be > 0)")
         self.origin = _frame_values("origin", self.origin, n, 0.0, self.spatial_axes)
         if self.unit is not None and (not isinstance(self.unit, str) or len(self.unit) > 64
                                       or any(not c.isprintable() for c in self.unit)):
