@@ -844,3 +844,40 @@ def test_mini_fuzz_particle_readers(tmp_path: Path, kind: str) -> None:
             read = lambda p: load_particles(stack, require_poses=False, ctf=p)  # noqa: E731
     read(valid)
     _fuzz(valid, read, seed=len(kind) * 7919, n=200, names=lambda p: (p, stack))
+
+
+# ---------------------------------------------------------------------------- found by the fuzzer
+
+
+def test_tiff_circular_ifd_chain_is_refused_quickly(tmp_path: Path) -> None:
+    """A damaged OME-TIFF whose IFD chain is circular made tifffile list its series
+    forever (fuzz seed 7, case 42); the reader walks the chain first and refuses it."""
+    p = tmp_path / "loop.ome.tif"
+    shutil.copy(Path(__file__).parent / "data" / "fuzz_circular_ifd.ome.tif", p)
+    code = ("import sys\nfrom voxfield.io import read_volume\nfrom voxfield.errors import FormatError\n"
+            f"try:\n    read_volume({str(p)!r})\nexcept FormatError as e:\n    print(e); sys.exit(2)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "loop.ome.tif" in run.stdout and "circular" in run.stdout
+
+
+def test_hdf5_zero_spacing_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    """Spacing [0, 0, 0] in HDF5 attributes made ``compress`` write a .vxf it then refused
+    (fuzz seed 10, case 209); it now reads as unknown voxel size, with a warning."""
+    import h5py
+
+    p = tmp_path / "z.h5"
+    with h5py.File(p, "w") as f:
+        ds = f.create_dataset("data", data=np.ones((4, 5, 6), np.float32))
+        ds.attrs["axes"] = "ZYX"
+        ds.attrs["spacing"] = np.zeros(3)
+        ds.attrs["unit"] = "Å"
+    with pytest.warns(UserWarning, match="ignoring spacing"):
+        vol = read_volume(p)
+    assert vol.spacing == (1.0, 1.0, 1.0) and vol.unit == "px"
+
+
+@pytest.mark.parametrize("spacing", [(0.0, 1.0, 1.0), (1.0, -2.0, 1.0)])
+def test_volume_refuses_non_positive_spacing(spacing: tuple[float, ...]) -> None:
+    with pytest.raises(DataError, match="not positive"):
+        Volume(np.zeros((2, 2, 2)), "ZYX", spacing)

@@ -367,3 +367,79 @@ def test_output_error_types(tmp_path):
     with pytest.raises(DataError):
         from voxfield.compress.stream import check_memory
         check_memory(1 << 60, tmp_path / "x.vxf")
+
+
+# --------------------------------------------------------------------------- found by the fuzzer
+
+
+def _raw_vxf(dst: Path, text: bytes, body: bytes = b"") -> Path:
+    """A .vxf file whose (uncompressed) header is ``text`` verbatim, checksums right."""
+    fixed = container._FIXED.pack(container.MAGIC, container.FORMAT_MAJOR, container.FORMAT_MINOR,
+                                  len(text), zlib.crc32(text), 0)
+    dst.write_bytes(fixed + text + body)
+    return dst
+
+
+def test_deeply_nested_header_json_is_refused(tmp_path, capsys):
+    """Was a RecursionError traceback (fuzz seed 0, case 271)."""
+    depth = 100_000
+    bad = _raw_vxf(tmp_path / "deep.vxf", b'{"sections":[],"x":' + b"[" * depth + b"]" * depth + b"}")
+    rc, err = _run(["decompress", str(bad), "-o", str(tmp_path / "o.mrc")], capsys)
+    _assert_clean(rc, err, "deep.vxf")
+    assert "nested too deeply" in err
+    assert not (tmp_path / "o.mrc").exists()
+
+
+@pytest.mark.parametrize("size", [float("inf"), float("nan"), 1e300])
+def test_non_finite_section_size_is_refused(seeds, tmp_path, capsys, size):
+    """Was an OverflowError traceback in the section table (size ``Infinity``)."""
+    header, _ = _parts(seeds["zstd"])
+    header["sections"] = [{"name": "payload", "size": size, "crc32": 0}]
+    from voxfield.io import metajson
+
+    bad = _raw_vxf(tmp_path / "inf.vxf", metajson.dumps(header).encode())
+    rc, err = _run(["info", str(bad)], capsys)
+    _assert_clean(rc, err, "inf.vxf")
+
+
+def test_unit_the_volume_refuses_is_refused_on_open(seeds, tmp_path, capsys):
+    """A 1000-character unit passed the header check and failed in ``Volume`` without the
+    file's name (``decode --step``)."""
+    bad = _forge(seeds["sci"], tmp_path / "unit.vxf", _set(["volume", "unit"], "Å" * 1000))
+    rc, err = _run(["decode", str(bad), "--step", "2", "-o", str(tmp_path / "o.npy")], capsys)
+    _assert_clean(rc, err, "unit.vxf")
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize(("stored", "expected"), [("ypn.itlum", "ypn.itlum.decoded.mrc"),
+                                                  ("noext", "noext.decoded.mrc"),
+                                                  ("map.mrc", "map.decoded.mrc")])
+def test_stored_name_with_unknown_suffix_gets_a_writable_output(seeds, tmp_path, capsys, stored, expected):
+    """A stored name whose suffix no writer knows made ``decompress`` without ``-o`` fail
+    with a message naming only the derived output; it now keeps the name and adds the
+    suffix of the format the volume came from."""
+    d = tmp_path / "in"
+    d.mkdir()
+    forged = _forge(seeds["zstd"], d / "m.vxf", _set(["volume", "name"], stored))
+    rc, err = _run(["decompress", str(forged)], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in d.iterdir()) == sorted(["m.vxf", expected])
+    np.testing.assert_array_equal(read_volume(d / expected).data, decompress(seeds["zstd"]).data)
+
+
+def test_compress_never_writes_a_file_it_would_refuse(tmp_path, capsys, monkeypatch):
+    """``compress`` checks the decode before writing: a file that does not decode is an
+    error naming the input, and nothing is left at the output."""
+    from voxfield.cli import compress_cmd
+
+    def broken(blob):
+        raise FormatError("corrupt .vxf header (planted)")
+
+    monkeypatch.setattr(compress_cmd, "decompress_vxf", broken)
+    src = tmp_path / "v.npy"
+    np.save(src, np.arange(64, dtype=np.float32).reshape(4, 4, 4))
+    out = tmp_path / "out" / "x.vxf"
+    out.parent.mkdir()
+    rc, err = _run(["compress", str(src), "-o", str(out), "--codec", "zstd"], capsys)
+    _assert_clean(rc, err, "v.npy")
+    assert list(out.parent.iterdir()) == []

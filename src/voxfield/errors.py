@@ -69,7 +69,10 @@ def library_failure(exc: BaseException) -> bool:
     return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, VoxfieldError))
 
 
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    """``"<Type>: <message>"`` of an exception on one line, at most ``limit`` characters."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+def describe_exception(exc: BaseException, limit: int = 200) -> str:
+    """``"<ExceptionType>: <message>"`` on one line (just the type when there is no
+    message), cut to ``limit`` characters, for quoting a library's exception inside a
+    :class:`VoxfieldError` message."""
+    flat = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {flat}" if flat else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

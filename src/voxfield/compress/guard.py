@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from voxfield.errors import DataError, FormatError, VoxfieldError, library_failure, one_line
+from voxfield.errors import DataError, FormatError, VoxfieldError, describe_exception, library_failure
 
 
 @contextmanager
@@ -33,12 +33,12 @@ def decoding(path: str | os.PathLike[str] | bytes | None) -> Iterator[None]:
             exc.path = str(where)
         raise
     except MemoryError as exc:
-        need = f" ({one_line(exc)})" if str(exc) else ""
+        need = f" ({describe_exception(exc)})" if str(exc) else ""
         raise DataError(f"not enough memory to decode this file{need}", where) from None
     except BaseException as exc:
         if not library_failure(exc):
             raise
-        raise FormatError(f"corrupt .vxf file: cannot decode ({one_line(exc)})", where) from None
+        raise FormatError(f"corrupt .vxf file: cannot decode ({describe_exception(exc)})", where) from None
 
 
 def check_decoded(data: np.ndarray, shape: tuple[int, ...] | None, dtype: np.dtype | None,

@@ -23,7 +23,7 @@ import constriction
 import numpy as np
 import torch
 
-from voxfield.errors import FormatError, library_failure, one_line
+from voxfield.errors import FormatError, describe_exception, library_failure
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ def decode_symbols(payload: bytes, codes: list[TensorCode], *, limit: int) -> li
     except BaseException as exc:  # constriction reports bad streams as errors or Rust panics
         if not library_failure(exc):
             raise
-        raise FormatError(f"corrupt weight stream ({one_line(exc)})") from None
+        raise FormatError(f"corrupt weight stream ({describe_exception(exc)})") from None
     return out
 
 

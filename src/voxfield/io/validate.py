@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from voxfield.errors import DataError
+from voxfield.errors import DataError, describe_exception  # noqa: F401 - re-exported for the readers
 
 #: Largest number of voxels voxfield accepts from a header (2**40, about 4 TB of float32):
 #: anything above is taken as a corrupt header, not a real volume.
@@ -70,14 +70,6 @@ def one_line(text: object, limit: int = MAX_DETAIL) -> str:
     to ``limit`` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def describe_exception(exc: BaseException, limit: int = MAX_DETAIL) -> str:
-    """``"<ExceptionType>: <message>"`` on one line, cut to ``limit`` characters, for quoting
-    a library's exception inside a :class:`~voxfield.errors.VoxfieldError` message."""
-    msg = one_line(exc, limit)
-    name = type(exc).__name__
-    return f"{name}: {msg}" if msg else name
 
 
 def memory_bytes() -> int | None:
