@@ -41,7 +41,7 @@ def run_one(vol: Any, method: str, bound: float, time_budget: float) -> tuple[by
         return compress_volume(vol, get_codec(method), Target.max_abs_error(bound)), info
     if method == "hybrid:sperr+E":
         cfg = hybrid.HybridConfig.make("sperr", time_budget=time_budget)
-        enc = bounded.make_encoder(vol, hybrid_cfg=cfg, loose=True)
+        enc = bounded.make_encoder(vol, "hybrid", cfg, loose=True)
     elif method == "jpeg2k+E":
         enc = bounded.make_encoder(vol, codec=get_codec("jpeg2k"), loose=True)
     else:

@@ -122,7 +122,7 @@ def test_hybrid_error_bounded_beats_sz3_on_the_real_crop() -> None:
     vol = crop_volume()
     bound = 0.01 * float(np.ptp(vol.data))
     cfg = hybrid.HybridConfig.make("sperr", time_budget=3.0, steps=60)
-    enc = bounded.make_encoder(vol, hybrid_cfg=cfg, loose=True)
+    enc = bounded.make_encoder(vol, "hybrid", cfg, loose=True)
     blob, _, _ = bounded.error_bounded(vol, enc, bound, search=True)
     dec = decompress(blob).data
     assert np.abs(dec.astype(np.float64) - vol.data).max() <= bound
@@ -134,7 +134,7 @@ def test_neural_method_error_bounded() -> None:
     vol = crop_volume()
     small = Volume(vol.data[:24, :24, :24].copy(), vol.axes, vol.spacing, vol.unit, vol.origin, {})
     bound = 0.02 * float(np.ptp(small.data))
-    enc = bounded.make_encoder(small, neural_method="siren", settings={"steps": 30}, tol=0.05)
+    enc = bounded.make_encoder(small, "siren", settings={"steps": 30}, tol=0.05)
     blob, _, r = bounded.error_bounded(small, enc, bound, search=False, ratio=16.0)
     assert r == 16.0
     dec = decompress(blob).data

@@ -265,12 +265,12 @@ def test_disk_full_is_one_line_and_leaves_nothing(seeds, tmp_path, monkeypatch, 
 
 
 def test_memory_error_exits_2_naming_the_file(seeds, monkeypatch, capsys):
-    import voxfield.compress.api as api
+    from voxfield.compress.methods.classic_codec import ClassicCodec
 
     def boom(*a, **k):
         raise MemoryError("Unable to allocate 1.00 TiB for an array with shape (65536, 65536, 64)")
 
-    monkeypatch.setitem(api.DECODERS, "classic", boom)
+    monkeypatch.setattr(ClassicCodec, "decode", boom)
     rc, err = _run(["decompress", str(seeds["zstd"]), "-o", str(seeds["zstd"].with_suffix(".o.npy")), "-f"], capsys)
     _assert_clean(rc, err, "zstd.vxf")
     assert "1.00 TiB" in err and "memory" in err
@@ -430,12 +430,12 @@ def test_stored_name_with_unknown_suffix_gets_a_writable_output(seeds, tmp_path,
 def test_compress_never_writes_a_file_it_would_refuse(tmp_path, capsys, monkeypatch):
     """``compress`` checks the decode before writing: a file that does not decode is an
     error naming the input, and nothing is left at the output."""
-    from voxfield.cli import compress_cmd
+    from voxfield.compress import api
 
     def broken(blob):
         raise FormatError("corrupt .vxf header (planted)")
 
-    monkeypatch.setattr(compress_cmd, "decompress_vxf", broken)
+    monkeypatch.setattr(api, "decompress", broken)
     src = tmp_path / "v.npy"
     np.save(src, np.arange(64, dtype=np.float32).reshape(4, 4, 4))
     out = tmp_path / "out" / "x.vxf"

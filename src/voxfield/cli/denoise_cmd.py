@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,9 +42,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-#: Resolution range of the shipped model's training maps (Å).
-TRAINED_RANGE = (2.5, 10.0)
-
 
 @contextmanager
 def _bar(label: str) -> Iterator[Callable[[int, int], None]]:
@@ -73,35 +69,15 @@ def _load(weights: Path | None, device: Any):
 
 
 def _read_map(path: Path, apix: float | None) -> Volume:
-    vol = read_volume(path)
-    if vol.data.ndim != 3:
-        raise OptionError(f"{path}: a 3-D map is needed, got shape {vol.data.shape}")
-    if apix is not None:
-        if not math.isfinite(apix) or apix <= 0:
-            raise OptionError(f"--apix must be > 0 Å, got {apix}")
-        from voxfield.cli.compress_cmd import with_voxel_size
+    from voxfield.denoise.api import prepare_map
 
-        vol = with_voxel_size(vol, apix)
-    sp = np.asarray(vol.spacing, dtype=float)
-    if vol.unit == "nm":
-        vol = Volume(vol.data, vol.axes, tuple(float(s) * 10 for s in sp), "Å",
-                     tuple(float(o) * 10 for o in vol.origin), vol.meta)
-    elif vol.unit not in ("Å",) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise OptionError(f"{path}: the voxel size is unknown ({list(sp)} {vol.unit}); give it in Å with --apix")
-    if not np.all(np.isfinite(vol.data)):
-        raise OptionError(f"{path}: the map holds NaN or Inf values")
-    return vol
+    return prepare_map(read_volume(path), apix, path)
 
 
 def _check_resolution(resolution: float | None) -> None:
-    if resolution is None:
-        return
-    if not math.isfinite(resolution) or resolution <= 0:
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
-    lo, hi = TRAINED_RANGE
-    if not lo <= resolution <= hi:
-        warnings.warn(f"resolution {resolution:g} Å is outside the trained range {lo:g}-{hi:g} Å; "
-                      "the result may be unreliable", stacklevel=2)
+    from voxfield.denoise.api import check_resolution
+
+    check_resolution(resolution)
 
 
 @app.command(name=DEFAULT_COMMAND)
@@ -123,39 +99,25 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Classify every voxel as structure or noise and set the noise voxels to 0."""
-    from voxfield.denoise.predict import apply_mask, predict_map, resolve_threshold
+    from voxfield.denoise.api import denoise
 
-    _check_resolution(resolution)
     for p in (output, mask_out, prob_out):
         if p is not None:
             check_writable(p)
-    vol = _read_map(input, apix)
-    dev = _device(device)
-    model, meta = _load(weights, dev)
-    t = resolve_threshold(meta, mode, threshold)
-    t0 = time.perf_counter()
     with _bar("denoise: tiles") as update:
-        pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=update)
-    if keep_grid:
-        den, keep = apply_mask(vol.data, pred.prob, t)
-        prob, base = pred.prob, vol
-    else:
-        from voxfield.denoise.grid import to_work_grid
-
-        work = to_work_grid(vol.data, vol.spacing)
-        den, keep = apply_mask(work, pred.work_prob, t)
-        prob = pred.work_prob
-        base = Volume(work, vol.axes, (1.0, 1.0, 1.0), "Å", vol.origin, vol.meta)
-    write_volume(base.with_data(den), output)
+        res = denoise(input, mode=mode, threshold=threshold, apix=apix, resolution=resolution, weights=weights,
+                      device=device, keep_grid=keep_grid, progress=update)
+    base = res.volume
+    write_volume(base, output)
     if mask_out is not None:
-        write_volume(Volume(keep.astype(np.int8), base.axes, base.spacing, base.unit, base.origin, base.meta), mask_out)
+        write_volume(Volume(res.mask.astype(np.int8), base.axes, base.spacing, base.unit, base.origin, base.meta),
+                     mask_out)
     if prob_out is not None:
-        write_volume(Volume(prob.astype(np.float32), base.axes, base.spacing, base.unit, base.origin, base.meta), prob_out)
-    nz = np.asarray(vol.data) > 0
-    removed = float((nz & ~(pred.prob >= t)).sum()) / max(1, int(nz.sum()))
+        write_volume(Volume(res.probability.astype(np.float32), base.axes, base.spacing, base.unit, base.origin,
+                            base.meta), prob_out)
     console.out.print(
-        f"{input.name} -> {output}: {mode} mode, threshold {t:.3f}; {removed:.1%} of the positive voxels set to 0; "
-        f"{pred.tiles_run}/{pred.tiles_total} tiles in {time.perf_counter() - t0:.1f} s on {dev.type}"
+        f"{input.name} -> {output}: {mode} mode, threshold {res.threshold:.3f}; {res.removed_fraction:.1%} of the "
+        f"positive voxels set to 0; {res.tiles_run}/{res.tiles_total} tiles in {res.seconds:.1f} s on {res.device}"
     )
 
 

@@ -12,7 +12,7 @@ from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.errors import DataError, OptionError
 from voxfield.io import read_volume, write_bytes_atomic
-from voxfield.io.volume import Volume
+from voxfield.io.volume import Volume, angstrom_frame
 from voxfield.metrics import compare, format_report, format_segmentation, segmentation_agreement
 
 
@@ -136,23 +136,6 @@ def segment_report(orig: Volume, res: Volume, segment: str, channel: int | None,
         if mask_path is not None and "mask" in exc.message:
             raise DataError(exc.message, mask_path) from None
         raise
-
-
-def angstrom_frame(vol: Volume, apix: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(z, y, x) voxel size and origin in Å of a 3-D map (``apix`` overrides the header)."""
-    if vol.data.ndim != 3 or set(vol.axes) != set("ZYX"):
-        raise DataError(f"the cryo-EM report needs a 3-D ZYX map, got axes {vol.axes} and shape {vol.shape}")
-    scale = {"nm": 10.0, "Å": 1.0, "A": 1.0, "angstrom": 1.0}.get(vol.unit, 1.0)
-    sp = tuple(vol.spacing_of(a) * scale for a in "ZYX")
-    org = tuple(vol.origin_of(a) * scale for a in "ZYX")
-    if apix is not None:
-        if not apix > 0:
-            raise OptionError(f"--apix must be > 0 Å, got {apix:g}")
-        org = tuple(o / s * apix if s > 0 else 0.0 for o, s in zip(org, sp, strict=True))
-        sp = (float(apix),) * 3
-    elif min(sp) <= 0:
-        raise DataError("the map's header gives a voxel size of 0; set it with --apix")
-    return sp, org
 
 
 def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, result: Path, *, contour: float | None,

@@ -17,41 +17,42 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import Codec, Target
-from voxfield.compress import ebound, hybrid
+from voxfield.compress import ebound
 from voxfield.compress.classic import compress_volume
+from voxfield.compress.registry import DEFAULT_RATIO, Method, get_method
 from voxfield.io.volume import Volume
 
 #: encode(ratio or None, full) -> (.vxf bytes, one-line description)
 Encoder = Callable[[float | None, bool], tuple[bytes, str]]
 
 
-def make_encoder(vol: Volume, *, codec: Codec | None = None, hybrid_cfg: hybrid.HybridConfig | None = None,
-                 neural_method: str | None = None, settings: dict[str, Any] | None = None,
+def make_encoder(vol: Volume, method: Method | str | None = None, config: Any = None, *,
+                 codec: Codec | None = None, settings: dict[str, Any] | None = None,
                  target: Target | None = None, tol: float = 0.02, loose: bool = False,
                  guide_mask: np.ndarray | None = None,
-                 progress: Callable[[str, float], None] | None = None,
-                 describe_neural: Callable[[str, Any], str] | None = None) -> Encoder:
-    """A function making the method's own file at a ratio (``None``: ``target``).
-    ``full=False`` makes a hybrid's prior-only file (used while searching). ``loose``: a
-    ratio within 30 % is enough (classic/hybrid bases while searching)."""
+                 progress: Callable[[str, float], None] | None = None) -> Encoder:
+    """A function making ``method``'s own file at a ratio (``None``: ``target``).
+
+    ``method``: a registered :class:`~voxfield.compress.registry.Method` or its name
+    (``"classic"`` when ``codec`` is given); ``config``: its configuration (default: its
+    defaults with ``settings``). ``full=False`` makes a hybrid's prior-only file (used
+    while searching). ``loose``: a ratio within 30 % is enough (classic and hybrid bases
+    while searching)."""
+    if method is None or isinstance(method, str):
+        method = get_method(method or ("classic" if codec is not None else "sci"))
+    if config is None and method.kind != "classic":
+        config = method.config(**(settings or {}))
 
     def encode(r: float | None, full: bool = True) -> tuple[bytes, str]:
-        rtol = 0.3 if loose and neural_method is None else tol
+        rtol = 0.3 if loose and method.kind in ("classic", "hybrid") else tol
         tgt = target if r is None else Target.ratio(r, rtol)
-        if codec is not None:
+        if method.kind == "classic":
+            assert codec is not None
             return compress_volume(vol, codec, tgt), codec.name
-        if hybrid_cfg is not None:
-            rep = hybrid.HybridReport()
-            cfg = hybrid_cfg if full else replace(hybrid_cfg, residual="none", guide=None)
-            blob = hybrid.compress_hybrid(vol, cfg, tgt, progress=progress, report=rep, guide_mask=guide_mask)
-            return blob, hybrid.describe_choice(rep)
-        assert neural_method is not None
-        from voxfield.compress.methods import compress_field
-
+        cfg = config if full or method.kind != "hybrid" else replace(config, residual="none", guide=None)
         kw = {"guide_mask": guide_mask} if guide_mask is not None else {}
-        blob, rep = compress_field(vol, neural_method, tgt or Target.ratio(64.0, tol), settings, progress=progress,
-                                   **kw)
-        return blob, describe_neural(neural_method, rep) if describe_neural else neural_method
+        blob, rep = method.encode(vol, tgt, cfg, progress=progress, **kw)
+        return blob, method.describe(rep)
 
     return encode
 
@@ -75,6 +76,6 @@ def error_bounded(vol: Volume, encode: Encoder, bound: float, *, search: bool, r
         if len(full) <= len(prior_only):
             return full, f"{what}; base {base_ratio:.1f}x + residual bounded to {bound:.4g}", base_ratio
         return prior_only, f"prior alone at {base_ratio:.1f}x + residual bounded to {bound:.4g}", base_ratio
-    r = ratio if ratio is not None else 64.0
+    r = ratio if ratio is not None else DEFAULT_RATIO
     base, what = encode(r, True)
     return ebound.attach(base, vol.data, bound, decode), f"{what} + residual bounded to {bound:.4g}", r

@@ -42,24 +42,19 @@ from voxfield.codecs.base import Target, restore_dtype
 from voxfield.codecs.registry import CODECS, available_codecs, get_codec
 from voxfield.compress import container, hybrid_filter
 from voxfield.compress.classic import compress_volume, volume_header
+
+# The method's names and choices live in a module without torch (the command line lists them).
+from voxfield.compress.hybrid_names import (  # noqa: F401 - re-exported names of the method
+    METHOD,
+    PRIOR_NEEDS,
+    PRIORS,
+    RESIDUALS,
+    SELECTIONS,
+    parse_method,
+)
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.io.validate import check_array
 from voxfield.io.volume import Volume
-
-METHOD = "hybrid"
-#: Prior codecs a hybrid can use, default first.
-PRIORS = ("sperr", "sz3", "hevc", "jpeg2k", "zfp", "jpegxl")
-RESIDUALS = ("filter", "field", "none")
-SELECTIONS = ("psnr", "ssim", "segmentation")
-#: What each prior needs on the machine.
-PRIOR_NEEDS = {
-    "sperr": "imagecodecs built with SPERR",
-    "sz3": "imagecodecs built with SZ3",
-    "zfp": "imagecodecs built with ZFP",
-    "jpeg2k": "imagecodecs built with OpenJPEG",
-    "jpegxl": "imagecodecs built with libjxl",
-    "hevc": "the ffmpeg binary of imageio-ffmpeg (with libx265)",
-}
 
 
 @dataclass(frozen=True)
@@ -173,17 +168,6 @@ class RateModel:
         rate estimate in the candidate's favour."""
         scale = max(base_bytes + max(extra_bytes, 0.0), 1.0) / max(base_bytes, 1.0)
         return float(mse * scale ** self.exponent())
-
-
-def parse_method(name: str) -> str | None:
-    """``"hybrid"`` -> None (default prior), ``"hybrid:hevc"`` -> ``"hevc"``; anything
-    else is not a hybrid method (raises)."""
-    head, _, prior = name.partition(":")
-    if head != METHOD:
-        raise OptionError(f"not a hybrid method: {name!r}")
-    if prior and prior not in PRIORS:
-        raise OptionError(f"unknown hybrid prior {prior!r} (hybrid:{', hybrid:'.join(PRIORS)})")
-    return prior or None
 
 
 def require_prior(name: str) -> None:

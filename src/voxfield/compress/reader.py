@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container, cryo_pe_set, ebound, guard, hybrid, schema
+from voxfield.compress import container, ebound, guard, registry, schema
 from voxfield.compress.field_layout import FieldLayout
-from voxfield.compress.grid import GridField
-from voxfield.compress.methods import FIELD_LOADERS
-from voxfield.compress.neural_model import NeuralField
 from voxfield.errors import FormatError, OptionError
 from voxfield.io.volume import Volume
+
+if TYPE_CHECKING:
+    from voxfield.compress.grid import GridField
+    from voxfield.compress.hybrid import RegionDecoder
+    from voxfield.compress.neural_model import NeuralField
 
 
 class VxfArray:
@@ -41,8 +43,11 @@ class VxfArray:
         with container.VxfReader(path) as reader:
             self.header = reader.header
             self.path = reader.path
-            is_set = reader.header.get("method", {}).get("name") == cryo_pe_set.METHOD
+            method = registry.method_for_header(reader.header, reader.path)
+            is_set = method.kind == "set"
             if is_set or member is not None:
+                from voxfield.compress import cryo_pe_set
+
                 self.header = cryo_pe_set.member_header(reader.header, member, reader.path)
             spec = schema.check_volume(self.header.get("volume"), reader.path)
             self.shape: tuple[int, ...] = spec.shape
@@ -51,26 +56,18 @@ class VxfArray:
             self._field: NeuralField | GridField | None = None
             self._layout: FieldLayout | None = None
             self._full: np.ndarray | None = None
-            self._hybrid: hybrid.RegionDecoder | None = None
-            name = reader.header.get("method", {}).get("name")
+            self._hybrid: RegionDecoder | None = None
             if is_set:
                 self._field, self._layout = cryo_pe_set.load_member_field(reader, member)
-            elif "ebound" in reader.header:  # the correction is coded for the whole volume
-                from voxfield.compress.api import DECODERS
-
-                if name not in DECODERS:
-                    raise FormatError(f"unknown compression method {name!r}", reader.path)
-                self._full = ebound.correct(reader, DECODERS[name](reader).data)
-            elif name == hybrid.METHOD:
-                self._hybrid = hybrid.RegionDecoder(reader)
-            elif name in FIELD_LOADERS:
-                self._field, self._layout = FIELD_LOADERS[name](reader)
             else:
-                from voxfield.compress.api import DECODERS
-
-                if name not in DECODERS:
-                    raise FormatError(f"unknown compression method {name!r}", reader.path)
-                self._full = DECODERS[name](reader).data
+                if "ebound" in reader.header:  # the correction is coded for the whole volume
+                    self._full = ebound.correct(reader, method.decode(reader).data)
+                elif (region := method.open_region(reader)) is not None:
+                    self._hybrid = region
+                elif (opened := method.open_field(reader)) is not None:
+                    self._field, self._layout = opened
+                else:
+                    self._full = method.decode(reader).data
             if self._full is not None:
                 guard.check_decoded(self._full, self.shape, self.dtype, reader.path)
 

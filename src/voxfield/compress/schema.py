@@ -371,6 +371,10 @@ def validate_header(header: Any, path: PathLike) -> VolumeSpec:
         return max(specs, key=lambda s: s.voxels)
     spec = check_volume(head.get("volume"), path)
     check = METHOD_CHECKS.get(str(name))
+    if check is None:  # a method added through the registry checks its own header
+        from voxfield.compress.registry import header_check
+
+        check = header_check(str(name))
     if check is not None:
         check(method, spec, path)
     return spec

@@ -29,3 +29,7 @@ __all__ = [
     "predict_map",
     "resolve_threshold",
 ]
+
+from voxfield._callable import make_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__)  # `voxfield.denoise(...)` calls voxfield.api.denoise

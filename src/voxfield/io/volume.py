@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.errors import DataError
+from voxfield.errors import DataError, OptionError
 
 #: Axis letters voxfield understands. Z, Y, X are spatial; T is time; C (channel) and
 #: S (samples of one pixel, e.g. RGB) are channel-like; I (image index of a stack) and
@@ -297,3 +297,31 @@ def _frame_values(name: str, values: Any, n: int, default: float, spatial: str) 
     if len(out) != n:
         raise DataError(f"{name} {tuple(out)} needs one value per spatial axis ({spatial!r}: {n})")
     return tuple(out)
+
+
+def with_voxel_size(vol: Volume, apix: float) -> Volume:
+    """``vol`` with every spatial voxel size set to ``apix`` Å (an origin given in voxels,
+    unit "px", is converted with it; an origin in Å or nm is kept, in Å)."""
+    if not apix > 0:
+        raise OptionError(f"the voxel size (--apix) must be > 0 Å, got {apix:g}")
+    scale = {"px": apix, "nm": 10.0}.get(vol.unit, 1.0)
+    origin = tuple(o * scale for o in vol.origin)
+    return Volume(vol.data, vol.axes, (float(apix),) * len(vol.spacing), "Å", origin, vol.meta)
+
+
+def angstrom_frame(vol: Volume, apix: float | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(z, y, x) voxel size and origin in Å of a 3-D map (``apix`` overrides the header).
+    Not a 3-D ZYX map, or no voxel size known: :class:`DataError`."""
+    if vol.data.ndim != 3 or set(vol.axes) != set("ZYX"):
+        raise DataError(f"the cryo-EM report needs a 3-D ZYX map, got axes {vol.axes} and shape {vol.shape}")
+    scale = {"nm": 10.0, "Å": 1.0, "A": 1.0, "angstrom": 1.0}.get(vol.unit, 1.0)
+    sp = tuple(vol.spacing_of(a) * scale for a in "ZYX")
+    org = tuple(vol.origin_of(a) * scale for a in "ZYX")
+    if apix is not None:
+        if not apix > 0:
+            raise OptionError(f"--apix must be > 0 Å, got {apix:g}")
+        org = tuple(o / s * apix if s > 0 else 0.0 for o, s in zip(org, sp, strict=True))
+        sp = (float(apix),) * 3
+    elif min(sp) <= 0:
+        raise DataError("the map's header gives a voxel size of 0; set it with --apix")
+    return sp, org

@@ -25,3 +25,7 @@ from voxfield.reconstruct.run import Run, load_run
 from voxfield.reconstruct.train import TrainConfig, train
 
 __all__ = ["ParticleStack", "load_particles", "Run", "load_run", "TrainConfig", "train"]
+
+from voxfield._callable import make_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__)  # `voxfield.reconstruct(...)` calls voxfield.api.reconstruct
