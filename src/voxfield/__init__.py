@@ -24,4 +24,18 @@ def open(path: str | os.PathLike[str] | bytes, member: int | str | None = None) 
     return open_vxf(path, member)
 
 
-__all__ = ["Volume", "VoxfieldError", "__version__", "open", "read_volume", "write_volume"]
+#: Functions of :mod:`voxfield.api` offered here, imported on first use (``import voxfield``
+#: stays light: no torch).
+_API = ("compress", "decompress", "denoise", "reconstruct")
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module("voxfield.api"), name)
+    raise AttributeError(f"module 'voxfield' has no attribute {name!r}")
+
+
+__all__ = ["Volume", "VoxfieldError", "__version__", "compress", "decompress", "denoise", "open", "read_volume",
+           "reconstruct", "write_volume"]
