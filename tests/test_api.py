@@ -41,7 +41,7 @@ def test_compress_array_volume_and_path(crop, tmp_path):
     assert abs(r2.ratio - 32) / 32 < 0.03 and abs(r1.psnr_db - r2.psnr_db) < 1.0
     assert r1.path is None and abs(r1.ratio - 32) / 32 < 0.03
     assert r1.ratio == pytest.approx(arr.nbytes / len(r1.payload))
-    assert r1.psnr_db > 30 and r1.max_abs_error > 0
+    assert r1.psnr_db > 25 and r1.max_abs_error > 0
     out = tmp_path / "m.vxf"
     r3 = voxfield.compress(example_map_path(), codec="sz3", max_error=0.01, output=out)
     assert r3.path == out and out.stat().st_size == r3.nbytes
