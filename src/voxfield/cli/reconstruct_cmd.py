@@ -31,9 +31,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-#: Images are loaded into memory below this size (bytes); larger stacks are read lazily.
-IN_MEMORY_LIMIT = 4 << 30
-
 
 @contextmanager
 def _bar(label: str) -> Iterator[Callable[..., None]]:
@@ -52,32 +49,6 @@ def _device(name: str):
     from voxfield.compress.neural import resolve_device
 
     return resolve_device(name)
-
-
-def _positive(value: float, name: str) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise OptionError(f"{name} must be > 0, got {value}")
-
-
-def _load_stack(particles: Path, datadir: Path | None, poses: Path | None, ctf: Path | None, apix: float | None):
-    from voxfield.reconstruct.particles import check_images, load_particles
-
-    stack = load_particles(particles, datadir=datadir, poses=poses, ctf=ctf, apix=apix)
-    if stack.images is None or stack.rot is None:
-        raise DataError(f"{particles}: no images or no poses to train on")
-    n, D = len(stack.images), int(stack.images.D)
-    with _bar("check images") as update:
-        check_images(stack)
-        update(n, n)
-    images: Any = stack.images
-    if n * D * D * 4 <= IN_MEMORY_LIMIT:
-        images = np.empty((n, D, D), dtype=np.float32)
-        with _bar("read images") as update:
-            for i in range(0, n, 4096):
-                j = np.arange(i, min(n, i + 4096))
-                images[j] = stack.images[j]
-                update(j[-1] + 1, n)
-    return stack, images
 
 
 @app.command()
@@ -109,46 +80,20 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Train the structural-basis VAE (checkpoint every epoch, resumable); writes OUTPUT/z.npy."""
-    from voxfield.reconstruct.run import load_run
-    from voxfield.reconstruct.train import TrainConfig
-    from voxfield.reconstruct.train import train as run_training
+    from voxfield.reconstruct.api import reconstruct
 
-    _positive(lr, "--lr")
-    _positive(basis_lr, "--basis-lr")
-    if not math.isfinite(beta) or beta < 0:
-        raise OptionError(f"--beta must be >= 0, got {beta}")
-    if zdim < 0 or basis < 1 or epochs < 1 or batch < 1:
-        raise OptionError("--zdim must be >= 0, and --basis, --epochs, --batch >= 1")
-    if weighting not in ("eq4", "white"):
-        raise OptionError(f"--weighting must be eq4 or white, got {weighting!r}")
-    dev = _device(device)
-    stack, images = _load_stack(particles, datadir, poses, ctf, apix)
-    if stack.ctf is None:
-        console.err.print("note: no CTF in the input; images are treated as CTF-free")
-    if not resume:
-        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy"):
-            (output / name).unlink(missing_ok=True)
-    cfg = TrainConfig(zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
-                      weighting=weighting, sparse=sparse, invert=invert, seed=seed)
-    src = {"particles": str(particles.resolve()), "datadir": None if datadir is None else str(datadir.resolve()),
-           "poses": None if poses is None else str(poses.resolve()), "ctf": None if ctf is None else str(ctf.resolve())}
     t0 = time.perf_counter()
     with _bar("train") as update:
         def prog(ep: int, n_ep: int, b: int, n_b: int, tot: dict[str, float]) -> None:
             update(ep * n_b + b, n_ep * n_b, f"epoch {ep + 1}/{n_ep} loss {tot.get('loss', 0):.4g}")
 
-        run_training(images, stack.rot, stack.trans, stack.ctf, stack.apix, output, cfg, device=dev, resume=resume,
-                     source=src, progress=prog)
-    t_train = time.perf_counter() - t0
-    run = load_run(output, dev)
-    msg = f"run: {output} ({run.epoch} epochs, {t_train:.1f} s)"
+        run = reconstruct(particles, output, datadir=datadir, poses=poses, ctf=ctf, apix=apix, device=device,
+                          resume=resume, progress=prog, on_note=lambda text: console.err.print(text),
+                          zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
+                          weighting=weighting, sparse=sparse, invert=invert, seed=seed)
+    msg = f"run: {output} ({run.epoch} epochs, {time.perf_counter() - t0:.1f} s)"
     if zdim > 0:
-        with _bar("encode") as update:
-            z = run.encode(images, stack.trans, stack.ctf, progress=update)
-        from voxfield.reconstruct.train import _atomic_npy
-
-        _atomic_npy(z, output / "z.npy")
-        msg += f"; latents: {output / 'z.npy'} {z.shape}"
+        msg += f"; latents: {output / 'z.npy'} {np.load(output / 'z.npy').shape}"
     console.out.print(msg)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from voxfield.errors import DataError, OptionError
 
-#: Stacks up to this many bytes are read into memory before training.
+#: Images are loaded into memory below this size (bytes); larger stacks are read lazily.
 IN_MEMORY_LIMIT = 4 << 30
 
 
@@ -44,14 +44,16 @@ def load_stack(particles: str | os.PathLike[str], *, datadir: Any = None, poses:
 
 def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str], *, datadir: Any = None,
                 poses: Any = None, ctf: Any = None, apix: float | None = None, device: str = "auto",
-                resume: bool = True, progress: Callable[..., None] | None = None, **config: Any) -> Any:
+                resume: bool = True, progress: Callable[..., None] | None = None,
+                on_note: Callable[[str], None] | None = None, **config: Any) -> Any:
     """Train the structural-basis VAE on a particle stack (RELION ``.star``, cryoSPARC
     ``.cs``, or ``.mrcs`` with cryoDRGN ``poses``/``ctf`` pickles) into the run folder
     ``output`` (checkpoint every epoch; ``resume`` continues one), then encode every particle
     to ``output/z.npy`` when the latent dimension is > 0. ``**config``: fields of
     :class:`voxfield.reconstruct.train.TrainConfig` (``zdim``, ``K``, ``epochs``, ``batch``,
     ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``).
-    ``progress(epoch, n_epochs, batch, n_batches, totals)`` reports training.
+    ``progress(epoch, n_epochs, batch, n_batches, totals)`` reports training, ``on_note(text)``
+    remarks on the input (e.g. no CTF).
     Returns the trained :class:`voxfield.reconstruct.run.Run`."""
     import dataclasses
 
@@ -77,6 +79,8 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     out = Path(output)
     dev = resolve_device(device)
     stack, images = load_stack(particles, datadir=datadir, poses=poses, ctf=ctf, apix=apix)
+    if stack.ctf is None and on_note is not None:
+        on_note("note: no CTF in the input; images are treated as CTF-free")
     if not resume:
         for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy"):
             (out / name).unlink(missing_ok=True)
