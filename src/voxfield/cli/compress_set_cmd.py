@@ -16,6 +16,7 @@ from voxfield.compress import container
 from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.compress.cryo_pe_set import METHOD, CryoPESetConfig, CryoPESetReport
 from voxfield.compress.cryo_pe_set import compress_set as compress_maps
+from voxfield.compress.defaults import DEFAULT_RATIO
 from voxfield.errors import OptionError
 from voxfield.io import check_writable, read_volume
 from voxfield.io.atomic import write_bytes_atomic
@@ -59,7 +60,7 @@ def compress_set(
     cfg = CryoPESetConfig.preset(**extra)
     cfg.validate()  # unknown or bad keys fail before reading
     vols = [read_volume(p, axes=axes) for p in inputs]
-    target = Target.ratio(ratio if ratio is not None else 64.0, tolerance)
+    target = Target.ratio(ratio if ratio is not None else DEFAULT_RATIO, tolerance)
     rep = CryoPESetReport()
     t0 = time.perf_counter()
     with stage_progress(METHOD) as update:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from voxfield.compress import container, ebound, guard, registry
+from voxfield.compress.defaults import CLASSIC_RTOL, NEURAL_RTOL
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet, VoxfieldError
 from voxfield.io.volume import Volume
 
@@ -211,7 +212,7 @@ def compress(data: Any, *, method: str | None = None, codec: str | None = None, 
         from voxfield.codecs.registry import get_codec
 
         classic_codec = get_codec(implied["codec"])
-    tol = tolerance if tolerance is not None else (0.03 if classic_codec is not None else 0.02)
+    tol = tolerance if tolerance is not None else (CLASSIC_RTOL if classic_codec is not None else NEURAL_RTOL)
     bounded = max_error is not None or rel_error is not None
     wrap_bound = bounded and (classic_codec is None or "max_abs_error" not in classic_codec.targets)
     target = _target(ratio, max_error, rel_error, psnr, lossless, tol, wrap_bound, fsc_target, resolution)

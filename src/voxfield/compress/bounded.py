@@ -19,7 +19,8 @@ import numpy as np
 from voxfield.codecs.base import Codec, Target
 from voxfield.compress import ebound
 from voxfield.compress.classic import compress_volume
-from voxfield.compress.registry import DEFAULT_RATIO, Method, get_method
+from voxfield.compress.defaults import DEFAULT_RATIO
+from voxfield.compress.registry import Method, get_method
 from voxfield.io.volume import Volume
 
 #: encode(ratio or None, full) -> (.vxf bytes, one-line description)

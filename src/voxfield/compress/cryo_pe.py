@@ -84,6 +84,7 @@ from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.classic import volume_header
+from voxfield.compress.defaults import default_target
 from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
 from voxfield.fields.nerf import ExactNerf, NerfMLP, encoding_size, frac_bits_for, layer_plan, param_count
@@ -618,7 +619,7 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
     cfg.validate()
     t_start = time.perf_counter()
     _check_volume(vol)
-    target = target or Target.ratio(64.0, rtol=0.02)
+    target = target or default_target()
     if target.kind not in ("ratio", "bytes"):
         raise OptionError(f"the cryo-pe method aims for a ratio or a size, not {target.kind}")
     data = vol.data

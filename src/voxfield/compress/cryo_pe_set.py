@@ -79,6 +79,7 @@ from voxfield.compress.cryo_pe import (
     train_chunked,
 )
 from voxfield.compress.cryo_pe import _check_volume as _check_map
+from voxfield.compress.defaults import default_target
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
 from voxfield.fields.nerf import NerfMLP, encoding_size, layer_plan, param_count
@@ -263,7 +264,7 @@ def compress_set(vols: Sequence[Volume], cfg: CryoPESetConfig | None = None, tar
         raise OptionError(f"give one threshold per map ({k_maps}), got {len(thresholds)}")
     if names is not None and len(names) != k_maps:
         raise OptionError(f"give one name per map ({k_maps}), got {len(names)}")
-    target = target or Target.ratio(64.0, rtol=0.02)
+    target = target or default_target()
     if target.kind not in ("ratio", "bytes"):
         raise OptionError(f"the cryo-pe-set method aims for a ratio or a size, not {target.kind}")
     rep = report or CryoPESetReport()

@@ -44,6 +44,7 @@ from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
 from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.classic import volume_header
+from voxfield.compress.defaults import default_target
 from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.compress.schema import GRID_MAX_LEVELS, check_count
 from voxfield.errors import FormatError, OptionError, TargetNotMet
@@ -530,7 +531,7 @@ def compress_grid(vol: Volume, cfg: GridConfig, target: Target | None = None, *,
     cfg.validate()
     t_start = time.perf_counter()
     check_array(vol.data, vol.meta.get("source"))
-    target = target or Target.ratio(64.0, rtol=0.02)
+    target = target or default_target()
     if target.kind not in ("ratio", "bytes"):
         raise OptionError(f"the grid method aims for a ratio or a size, not {target.kind}")
     layout = FieldLayout.plan(vol.axes, vol.data, channels=cfg.channels, time=cfg.time)  # type: ignore[arg-type]

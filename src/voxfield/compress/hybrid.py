@@ -42,6 +42,7 @@ from voxfield.codecs.base import Target, restore_dtype
 from voxfield.codecs.registry import CODECS, available_codecs, get_codec
 from voxfield.compress import container, hybrid_filter
 from voxfield.compress.classic import compress_volume, volume_header
+from voxfield.compress.defaults import default_target
 
 # The method's names and choices live in a module without torch (the command line lists them).
 from voxfield.compress.hybrid_names import (  # noqa: F401 - re-exported names of the method
@@ -304,7 +305,7 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     t_start = time.perf_counter()
     rep = report or HybridReport()
     rep.prior = cfg.prior
-    target = target or Target.ratio(64.0, rtol=0.02)
+    target = target or default_target()
     if target.kind not in ("ratio", "bytes"):
         raise OptionError(f"the hybrid method aims for a ratio or a size, not {target.kind} "
                           "(an error bound goes with --max-error)")

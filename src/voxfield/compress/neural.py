@@ -40,6 +40,7 @@ from voxfield.compress import container, tables, weight_coding
 from voxfield.compress.allocate import allocate, max_blocks_for_budget, plan_groups
 from voxfield.compress.classic import volume_header
 from voxfield.compress.deblock import DeblockParams, choose_params, label_map
+from voxfield.compress.defaults import default_target
 from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.compress.guidance import (
     DEFAULT_GUIDE_WEIGHT,
@@ -380,7 +381,7 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         raise OptionError("a guide mask goes with guide=segmentation")
     t_start = time.perf_counter()
     check_array(vol.data, vol.meta.get("source"))
-    target = target or Target.ratio(64.0, rtol=0.02)
+    target = target or default_target()
     if target.kind not in ("ratio", "bytes"):
         raise OptionError(f"the {cfg.method} method aims for a ratio or a size, not {target.kind} "
                           "(error bounds come with --max-error in the hybrid mode)")

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from voxfield.compress.defaults import DEFAULT_RATIO  # noqa: F401 - re-exported
 from voxfield.errors import FormatError, OptionError
 
 if TYPE_CHECKING:
@@ -50,9 +51,6 @@ BUILTIN: dict[str, str] = {
     "cryo-pe-set": "voxfield.compress.methods.cryo_pe_sets",
     "hybrid": "voxfield.compress.methods.hybrid_residual",
 }
-
-#: Compression ratio of a method given no target.
-DEFAULT_RATIO = 64.0
 
 #: Progress callback: ``progress(stage, fraction)``.
 Progress = Callable[[str, float], None]

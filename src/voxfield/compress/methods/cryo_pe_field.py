@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from voxfield.compress.registry import DEFAULT_RATIO, Method, register_method
+from voxfield.compress.defaults import default_target
+from voxfield.compress.registry import Method, register_method
 
 
 @register_method("cryo-pe")
@@ -24,12 +25,11 @@ class CryoPE(Method):
 
     def encode(self, vol: Any, target: Any, config: Any, *, progress: Any = None,
                **options: Any) -> tuple[bytes, Any]:
-        from voxfield.codecs.base import Target
         from voxfield.compress import cryo_pe
 
         self.no_options(options)
         rep = cryo_pe.CryoPEReport()
-        blob = cryo_pe.compress_cryo_pe(vol, config, target or Target.ratio(DEFAULT_RATIO, 0.02),
+        blob = cryo_pe.compress_cryo_pe(vol, config, target or default_target(),
                                         progress=progress, report=rep)
         return blob, rep
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress.registry import DEFAULT_RATIO, Method, register_method
+from voxfield.compress.defaults import default_target
+from voxfield.compress.registry import Method, register_method
 
 
 @register_method("hybrid")
@@ -26,12 +27,11 @@ class Hybrid(Method):
 
     def encode(self, vol: Any, target: Any, config: Any, *, progress: Any = None,
                guide_mask: np.ndarray | None = None, **options: Any) -> tuple[bytes, Any]:
-        from voxfield.codecs.base import Target
         from voxfield.compress import hybrid
 
         self.no_options(options)
         rep = hybrid.HybridReport()
-        blob = hybrid.compress_hybrid(vol, config, target or Target.ratio(DEFAULT_RATIO, 0.02), progress=progress,
+        blob = hybrid.compress_hybrid(vol, config, target or default_target(), progress=progress,
                                       report=rep, guide_mask=guide_mask)
         return blob, rep
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from voxfield.compress.registry import DEFAULT_RATIO, Method, register_method
+from voxfield.compress.defaults import default_target
+from voxfield.compress.registry import Method, register_method
 
 
 @register_method("grid")
@@ -24,12 +25,11 @@ class LatentGrid(Method):
 
     def encode(self, vol: Any, target: Any, config: Any, *, progress: Any = None,
                **options: Any) -> tuple[bytes, Any]:
-        from voxfield.codecs.base import Target
         from voxfield.compress import grid
 
         self.no_options(options)
         rep = grid.GridReport()
-        blob = grid.compress_grid(vol, config, target or Target.ratio(DEFAULT_RATIO, 0.02), progress=progress,
+        blob = grid.compress_grid(vol, config, target or default_target(), progress=progress,
                                   report=rep)
         return blob, rep
 

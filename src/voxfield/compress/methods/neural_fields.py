@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress.registry import DEFAULT_RATIO, Method, register_method
+from voxfield.compress.defaults import default_target
+from voxfield.compress.registry import Method, register_method
 
 
 def _neural() -> Any:
@@ -27,13 +28,12 @@ class _Siren(Method):
 
     def encode(self, vol: Any, target: Any, config: Any, *, progress: Any = None,
                guide_mask: np.ndarray | None = None, **options: Any) -> tuple[bytes, Any]:
-        from voxfield.codecs.base import Target
 
         self.no_options(options)
         neural = _neural()
         rep = neural.FitReport(self.name)
         kw = {"guide_mask": guide_mask} if guide_mask is not None else {}
-        blob = neural.compress_neural(vol, config, target or Target.ratio(DEFAULT_RATIO, 0.02), progress=progress,
+        blob = neural.compress_neural(vol, config, target or default_target(), progress=progress,
                                       report=rep, **kw)
         return blob, rep
 
