@@ -22,9 +22,8 @@ from pathlib import Path
 
 from voxfield.bench.datasets import mirror_tiled_emd3488
 from voxfield.bench.memory import measure_call, run_isolated
-from voxfield.bench.methods import MethodSpec, with_settings
+from voxfield.bench.methods import MethodSpec, parse_methods, with_settings
 from voxfield.bench.runner import machine_info
-from voxfield.cli.bench_cmd import parse_methods
 from voxfield.codecs.base import Target
 from voxfield.compress.stream import decompress_to_file
 from voxfield.io import read_volume, write_volume

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from voxfield.bench import BenchConfig, run_benchmark, write_results
 from voxfield.bench.datasets import NEURAL_DATASETS, default_datasets
-from voxfield.bench.methods import with_settings
+from voxfield.bench.methods import parse_methods, with_settings
 
 HERE = Path(__file__).resolve().parent
 METHODS = "siren,sci,grid,sperr,sz3,zfp,hevc,jpeg2k,zstd"
@@ -33,8 +33,6 @@ def main() -> None:
     args = ap.parse_args()
     names = args.only.split(",") if args.only else None
     datasets = default_datasets(args.data_root, NEURAL_DATASETS, names)
-    from voxfield.cli.bench_cmd import parse_methods
-
     methods = [with_settings(m, time_budget=args.time_budget) for m in parse_methods(args.methods)]
     cfg = BenchConfig(codecs=methods, ratios=[float(r) for r in args.ratios.split(",")], timeout_s=3600)
     doc = run_benchmark(datasets, cfg)

@@ -91,6 +91,26 @@ class MethodSpec:
         return compress_volume(vol, get_codec(self.name, **self.settings), target), None
 
 
+def parse_methods(text: str) -> list[str]:
+    """Split a comma-separated method list, keeping commas inside ``[...]`` settings:
+    ``parse_methods("sz3,sci[fr=1.5,max_blocks=8]")`` -> ``["sz3", "sci[fr=1.5,max_blocks=8]"]``.
+    :class:`OptionError` for an empty list."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    out = [o for o in out if o]
+    if not out:
+        raise OptionError("empty codec list")
+    return out
+
+
 def with_settings(text: str, **extra: Any) -> str:
     """``text`` with ``extra`` settings added when it names a neural method (classic codecs
     are returned unchanged): ``with_settings("sci[fr=1.0]", time_budget=60)`` ->

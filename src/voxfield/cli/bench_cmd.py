@@ -7,30 +7,9 @@ from typing import Annotated
 
 import typer
 
-from voxfield.bench import BenchConfig, dataset_from_path, default_datasets, run_benchmark, write_results
-from voxfield.bench.methods import MethodSpec
 from voxfield.cli import console
-from voxfield.codecs.registry import available_codecs
 from voxfield.errors import OptionError
 from voxfield.io import check_writable
-
-
-def parse_methods(text: str) -> list[str]:
-    """Split a comma-separated method list, keeping commas inside [...] settings."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur.strip())
-    out = [o for o in out if o]
-    if not out:
-        raise OptionError("empty codec list")
-    return out
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -51,6 +30,10 @@ def bench(
     timeout: Annotated[float, typer.Option(help="Seconds allowed per run.")] = 1800.0,
 ) -> None:
     """Compare codecs at matched compression ratios on real volumes."""
+    from voxfield.bench import BenchConfig, dataset_from_path, default_datasets, run_benchmark, write_results
+    from voxfield.bench.methods import MethodSpec, parse_methods
+    from voxfield.codecs.registry import available_codecs
+
     names = available_codecs() if codecs == "all" else parse_methods(codecs)
     for n in names:
         MethodSpec.parse(n)  # unknown names and settings fail now, not an hour later

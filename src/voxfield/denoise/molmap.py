@@ -22,7 +22,8 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from voxfield.errors import DataError, OptionError
-from voxfield.metrics.map_model import atom_mask, load_model
+from voxfield.io.atoms import AtomTable, read_atom_table
+from voxfield.metrics.map_model import atom_mask
 
 #: molmap's sigma factor: sigma = SIGMA_FACTOR * resolution.
 SIGMA_FACTOR = 1.0 / (math.pi * math.sqrt(2.0))
@@ -48,25 +49,27 @@ class Atoms:
         return Atoms(self.zyx[keep], self.number[keep], self.residue[keep], self.name)
 
 
-def read_atoms(path: str | os.PathLike[str]) -> Atoms:
-    """Non-hydrogen atoms with occupancy > 0 of the first model of a PDB/mmCIF file."""
-    st = load_model(path)
-    zyx, num, res = [], [], []
-    r = 0
-    for ch in st[0]:
-        for residue in ch:
-            for a in residue:
-                if a.is_hydrogen() or a.occ <= 0:
-                    continue
-                zyx.append((a.pos.z, a.pos.y, a.pos.x))
-                num.append(a.element.atomic_number)
-                res.append(r)
-            r += 1
-    if not zyx:
-        raise DataError(f"{os.fspath(path)}: no non-hydrogen atoms")
+def atoms_from_table(table: AtomTable) -> Atoms:
+    """:class:`Atoms` of an :class:`~voxfield.io.atoms.AtomTable` (named after its file)."""
     return Atoms(
-        np.asarray(zyx, np.float64), np.asarray(num, np.float32), np.asarray(res, np.int64), os.path.basename(os.fspath(path))
+        np.ascontiguousarray(table.zyx, np.float64),
+        table.atomic_number.astype(np.float32),
+        table.residue_index.astype(np.int64),
+        os.path.basename(table.source),
     )
+
+
+def read_atoms(path: str | os.PathLike[str]) -> Atoms:
+    """Non-hydrogen atoms with occupancy > 0 of the first model of a PDB/mmCIF file (gzipped or
+    not), read by :func:`voxfield.io.atoms.read_atom_table`: elements from the element column,
+    else from the atom name (``CA`` of an amino acid is carbon, not calcium).
+
+    :class:`FormatError` naming the file when it cannot be read, :class:`DataError` when it
+    holds no non-hydrogen atom."""
+    atoms = atoms_from_table(read_atom_table(path))
+    if len(atoms) == 0:
+        raise DataError(f"{os.fspath(path)}: no non-hydrogen atoms")
+    return atoms
 
 
 def sigma_for(resolution: float) -> float:

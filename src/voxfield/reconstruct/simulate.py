@@ -58,9 +58,10 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.denoise.molmap import LABEL_SIGMAS, Atoms, molmap, sigma_for
+from voxfield.denoise.molmap import LABEL_SIGMAS, Atoms, atoms_from_table, molmap, sigma_for
 from voxfield.errors import DataError, OptionError
 from voxfield.io.atomic import atomic_path, write_bytes_atomic
+from voxfield.io.atoms import read_atom_table
 from voxfield.reconstruct.ctf import CTF_COLUMNS, ctf_from_table, half_grid_freqs
 from voxfield.reconstruct.projection import FourierProjector, _phase, image_from_ft
 
@@ -136,63 +137,19 @@ class SimulationResult:
 # ------------------------------------------------------------------------------ atomic models
 
 
-#: Residue names treated as polymer (element = first letter of the atom name) besides those
-#: gemmi tabulates as amino or nucleic acids: CHARMM/AMBER histidine variants.
-_POLYMER_EXTRA = {"HSD", "HSE", "HSP", "HID", "HIE", "HIP", "CYX", "CYM", "ASH", "GLH", "LYN"}
-
-
-def _polymer_element(res_name: str, atom_name: str) -> str | None:
-    """Element of a standard polymer atom from its name (``CA`` → C, ``HG1`` → H, ``1HB`` → H);
-    ``None`` for other residues."""
-    import gemmi
-
-    info = gemmi.find_tabulated_residue(res_name)
-    polymer = res_name in _POLYMER_EXTRA or (info is not None and (info.is_amino_acid() or info.is_nucleic_acid()))
-    if not polymer:
-        return None
-    letters = [ch for ch in atom_name if ch.isalpha()]
-    return letters[0].upper() if letters else None
-
-
 def read_model(path: str | os.PathLike[str]) -> tuple[Atoms, list[tuple[str, int, str, str, str]]]:
     """Non-hydrogen atoms (occupancy > 0, first model) of a PDB/mmCIF file, and their keys
     ``(chain, residue number, insertion code, residue name, atom name)`` in the same order.
 
-    Like :func:`~voxfield.denoise.molmap.read_atoms`, except that the element of an atom of a
-    standard amino/nucleic-acid residue is taken from the first letter of its name. PDB files
-    without an element column and with CHARMM-style left-justified names (such as the AdK
-    models ``adk_open.pdb``/``adk_closed.pdb``) otherwise read ``CA`` as calcium, ``HG1`` as
-    mercury, ``CE`` as cerium, and keep most hydrogens (unknown element)."""
-    import gemmi
-
-    from voxfield.metrics.map_model import load_model
-
-    st = load_model(path)
-    zyx, num, res_idx, keys = [], [], [], []
-    r = 0
-    for ch in st[0]:
-        for res in ch:
-            for a in res:
-                if a.occ <= 0:
-                    continue
-                el = _polymer_element(res.name, a.name)
-                element = gemmi.Element(el) if el else a.element
-                if element.name in ("H", "D") or (el is None and a.is_hydrogen()):
-                    continue
-                zyx.append((a.pos.z, a.pos.y, a.pos.x))
-                num.append(element.atomic_number)
-                res_idx.append(r)
-                keys.append((ch.name, int(res.seqid.num), res.seqid.icode.strip(), res.name, a.name))
-            r += 1
-    if not zyx:
+    Read by :func:`voxfield.io.atoms.read_atom_table`, like
+    :func:`~voxfield.denoise.molmap.read_atoms`: PDB files without an element column and with
+    CHARMM-style left-justified names (such as the AdK models ``adk_open.pdb``/``adk_closed.pdb``)
+    get the element of the atom name's first letter in standard residues (``CA`` carbon, not
+    calcium; ``HG1`` hydrogen, not mercury), and their hydrogens are dropped."""
+    table = read_atom_table(path)
+    if len(table) == 0:
         raise DataError(f"{os.fspath(path)}: no non-hydrogen atoms")
-    atoms = Atoms(
-        np.asarray(zyx, np.float64),
-        np.asarray(num, np.float32),
-        np.asarray(res_idx, np.int64),
-        os.path.basename(os.fspath(path)),
-    )
-    return atoms, keys
+    return atoms_from_table(table), table.keys()
 
 
 def check_same_atoms(models: Sequence[Atoms], keys: Sequence[Sequence[tuple]] | None = None) -> None:
@@ -336,9 +293,10 @@ def random_ctf(
 
 @contextmanager
 def _rich_bar(label: str) -> Iterator[Progress]:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from voxfield.cli.console import err
+    err = Console(stderr=True)  # the library's own stderr console: it does not import voxfield.cli
 
     bar = Progress(
         TextColumn("{task.description}"),
