@@ -292,6 +292,9 @@ def test_existing_output_needs_force(example, tmp_path):
 
 
 # ------------------------------------------------------------------ demo
+# The whole demo (sperr and sci fits, decode, ROI, plot): ~10 s. Its parts run in the fast tier
+# (test_cli_neural: sci compress/decode/ROI; the classic CLI tests in this file).
+@pytest.mark.slow
 def test_demo_runs_on_shipped_map(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo"), "--time-budget", "5"]) == 0
     out = capsys.readouterr().out

@@ -114,6 +114,9 @@ def test_denoise_bad_inputs(tmp_path: Path, tiny_weights: Path) -> None:
 
 
 # ------------------------------------------------------------------ training-data commands
+# Three CLI subprocesses with training (~6 s); simulate_sample, make_dataset and training run
+# in-process in test_denoise_pipeline.py, the denoise CLI in the other tests of this file.
+@pytest.mark.slow
 def test_simulate_make_dataset_train_commands(tmp_path: Path) -> None:
     sim, lab = tmp_path / "sim.mrc", tmp_path / "lab.mrc"
     proc = run_cli("denoise", "simulate", MODEL_21457, "-o", sim, "--resolution", "5", "--label-out", lab, "--seed", "2")

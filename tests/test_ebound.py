@@ -102,7 +102,8 @@ def test_bad_bounds(max_error: float | None, rel_error: float | None) -> None:
 
 
 # ---------------------------------------------------------------------------- every method, real crop
-@pytest.mark.parametrize("codec", ["jpeg2k", "hevc"])
+# hevc (~7 s, ffmpeg runs) in the slow tier; jpeg2k checks the same wrapping fast.
+@pytest.mark.parametrize("codec", ["jpeg2k", pytest.param("hevc", marks=pytest.mark.slow)])
 def test_classic_codecs_without_an_error_mode_get_one(codec: str) -> None:
     c = get_codec(codec)
     if not c.available():
@@ -172,6 +173,9 @@ def one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
     assert needle in lines[0], lines[0]
 
 
+# Three CLI subprocesses with a hybrid fit (~6 s); bounded hybrid runs fast in
+# test_hybrid_error_bounded_beats_sz3_on_the_real_crop, bad bounds in test_bad_bounds.
+@pytest.mark.slow
 def test_cli_max_error_with_hybrid_and_bad_bound(tmp_path: Path) -> None:
     out = tmp_path / "b.vxf"
     res = run_cli("compress", crop_path(), "-o", out, "--method", "hybrid", "--rel-error", "0.01",

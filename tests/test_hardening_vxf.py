@@ -301,6 +301,10 @@ def test_temporaries_of_dead_processes_are_removed_by_the_next_write(tmp_path):
         (tmp_path / "next.vxf").unlink()
 
 
+# Sleeps through three kills of a real decompress (~7 s); the clean-up of a killed writer's
+# temporaries runs fast in test_temporaries_of_dead_processes_are_removed_by_the_next_write,
+# real killed commands in the slow test_fuzz.py::test_fuzz_kill_leaves_no_debris.
+@pytest.mark.slow
 def test_killed_decompress_leaves_no_debris_after_the_next_run(seeds, tmp_path):
     """SIGKILL a real ``voxfield decompress`` at several moments; the next run leaves the
     folder with the complete output only."""

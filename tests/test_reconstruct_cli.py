@@ -147,6 +147,9 @@ def test_volume_bad_options(run: Path, tmp_path: Path) -> None:
                  "checkpoint.pt")
 
 
+# Trains on 256 px real images (~10 s); reading the RELION 3.1 set is tested fast in
+# test_reconstruct_io (test_relion31_*), homogeneous training in test_reconstruct_model (zdim 0).
+@pytest.mark.slow
 def test_real_relion31_stack_trains_homogeneous(tmp_path: Path) -> None:
     """The real RELION 3.1 particles (5 images, 256 px) go through loading, CTF and one step of
     homogeneous training (mechanics only; 5 images reconstruct nothing)."""
