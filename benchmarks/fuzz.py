@@ -63,8 +63,14 @@ def main() -> int:
         print(f"{len(res)} trials, {len(bad)} failing -> {args.out / 'kill.json'}")
         return 1 if bad else 0
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from voxfield.bench.fuzz import FAILURES, failure_table, run_fuzz
 

@@ -23,9 +23,8 @@ def crop() -> voxfield.Volume:
 
 
 def test_names_import_and_call_the_functions():
-    from voxfield import compress, decompress, denoise, open, reconstruct  # noqa: A004
-
     import voxfield.compress as pkg  # the sub-package of the same name calls the function too
+    from voxfield import compress, decompress, denoise, open, reconstruct  # noqa: A004
 
     for f in (compress, decompress, denoise, open, reconstruct, pkg):
         assert callable(f)

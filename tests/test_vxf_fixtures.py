@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from make_vxf_fixtures import digest
 
 import voxfield
-from make_vxf_fixtures import digest
 from voxfield.compress.api import decompress
 
 FOLDER = Path(__file__).parent / "data" / "vxf_v1"

@@ -40,6 +40,7 @@ from voxfield.bench.fuzz_bytes import (
     truncate,
 )
 
+
 # ------------------------------------------------------------------------ .vxf structure
 def parse_vxf(data: bytes) -> tuple[tuple[Any, ...], Any, list[bytes]]:
     """(fixed fields, header JSON, section bytes) of a valid ``.vxf`` file."""

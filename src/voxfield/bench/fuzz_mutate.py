@@ -13,13 +13,13 @@ import re
 from random import Random
 
 from voxfield.bench.fuzz_bytes import (  # noqa: F401 - re-exported
+    _HOT,
     BLIND,
     FIXED,
     MAGIC,
-    _HOT,
-    MutContext,
     Mutation,
     Mutator,
+    MutContext,
     absurd_values,
     bitflip,
     forge_json_value,

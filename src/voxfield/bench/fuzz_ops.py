@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.bench.fuzz_mutate import LENIENT, MutContext, Mutation, mutate, parse_vxf, pick_mutator, vxf_damage
+from voxfield.bench.fuzz_mutate import LENIENT, Mutation, MutContext, mutate, parse_vxf, pick_mutator, vxf_damage
 from voxfield.bench.fuzz_seeds import Corpus, Seed
 
 #: Outcomes, most severe first; everything before "unnamed" (inclusive) is a failure.
@@ -459,7 +459,6 @@ class Executor:
             res.findings.append(("unnamed", f"unnamed ({case.op}): {normalize(line[len('voxfield: error:'):])}"))
 
     def _check_data(self, res: Result, case: Case, seed: Seed, data: Any, forged: bool, entry: Path) -> None:
-        from voxfield.io import read_volume
 
         def bad(reason: str) -> None:
             res.findings.append(("silent-wrong", f"silent-wrong ({case.op}, {case.family}): {normalize(reason)}"))

@@ -372,10 +372,9 @@ def _vxf_recipes() -> list[tuple[str, str, list[str]]]:
 
 def _hybrid_seeds(src: Path) -> list[tuple[str, str, Callable[[], bytes]]]:
     from voxfield.codecs.base import Target
+    from voxfield.codecs.registry import available_codecs
     from voxfield.compress import hybrid
     from voxfield.io import read_volume
-
-    from voxfield.codecs.registry import available_codecs
 
     have = available_codecs()
     prior = next((p for p in ("sz3", *hybrid.PRIORS) if p in have), "sz3")

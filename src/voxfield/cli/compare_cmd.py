@@ -10,7 +10,6 @@ import typer
 from voxfield.cli import console
 from voxfield.cli.metrics_cmd import load_result
 from voxfield.io import check_writable, read_volume
-from voxfield.viz.slices import compare_figure
 
 
 def compare(
@@ -22,6 +21,8 @@ def compare(
     axes: Annotated[str | None, typer.Option(help="Override both files' axis letters.")] = None,
 ) -> None:
     """Render orthogonal central slices of original, result and difference (shared colour scale)."""
+    from voxfield.viz.slices import compare_figure
+
     check_writable(output)
     orig = read_volume(original, axes=axes)
     res, _ = load_result(result, axes)

@@ -6,22 +6,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from voxfield.cli import console
-from voxfield.codecs.base import Target
 from voxfield.codecs.registry import available_codecs
 from voxfield.compress import container
 from voxfield.compress.api import DEFAULT_METHOD as api_default_method
-from voxfield.compress.classic import output_name
 from voxfield.compress.hybrid_names import PRIORS
-from voxfield.compress.methods import NEURAL_METHODS, compress_field
+from voxfield.compress.methods import NEURAL_METHODS
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import check_writable
-from voxfield.io.volume import Volume
+
+if TYPE_CHECKING:
+    from voxfield.codecs.base import Target
+    from voxfield.io.volume import Volume
 
 #: Classic codec of the demo and of ``--codec`` without a name.
 DEFAULT_CODEC = "sperr"
@@ -62,6 +62,8 @@ def parse_settings(items: list[str] | None) -> dict[str, Any]:
 def stage_progress(label: str) -> Iterator[Callable[[str, float], None]]:
     """A rich progress display on stderr with one bar per stage; yields the
     ``progress(stage, fraction)`` callback that the compressors call."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                         console=console.err, transient=True)
     tasks: dict[str, Any] = {}
@@ -78,6 +80,8 @@ def stage_progress(label: str) -> Iterator[Callable[[str, float], None]]:
 def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[str, Any], **kwargs: Any
                ) -> tuple[bytes, Any]:
     """Neural compression with a rich progress bar over the fitting stages."""
+    from voxfield.compress.methods import compress_field
+
     with stage_progress(method) as update:
         return compress_field(vol, method, target, settings, progress=update, **kwargs)
 
@@ -154,11 +158,20 @@ def decompress(
     member: Annotated[str | None, typer.Option("--member", help="A set made by compress-set: the map to restore, by number counted from 1 (as `voxfield info` lists them) or by name.")] = None,
 ) -> None:
     """Decode a .vxf file back to the original format (or the format of -o's suffix)."""
-    from voxfield.compress.cryo_pe_set import member_header
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from voxfield.compress.classic import output_name
 
     require_vxf(input)
     with container.VxfReader(input) as reader:
-        out = output or output_name(member_header(reader.header, member, input), input)
+        header = reader.header
+        method = header.get("method")
+        if member is not None or (isinstance(method, dict) and method.get("name") == "cryo-pe-set"):
+            # a set of maps (cryo_pe_set.is_set); that module brings torch, a single volume needs none of it
+            from voxfield.compress.cryo_pe_set import member_header
+
+            header = member_header(header, member, input)
+        out = output or output_name(header, input)
     check_writable(out, overwrite=force)
     t0 = time.perf_counter()
     from voxfield.compress.stream import decompress_to_file

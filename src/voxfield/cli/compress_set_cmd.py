@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from voxfield.cli import console
 from voxfield.cli.compress_cmd import parse_settings, stage_progress
-from voxfield.codecs.base import Target
 from voxfield.compress import container
-from voxfield.compress.api import decompress as decompress_vxf
-from voxfield.compress.cryo_pe_set import METHOD, CryoPESetConfig, CryoPESetReport
-from voxfield.compress.cryo_pe_set import compress_set as compress_maps
 from voxfield.compress.defaults import DEFAULT_RATIO
 from voxfield.errors import OptionError
 from voxfield.io import check_writable, read_volume
 from voxfield.io.atomic import write_bytes_atomic
-from voxfield.metrics import psnr
+
+if TYPE_CHECKING:
+    from voxfield.compress.cryo_pe_set import CryoPESetReport
 
 
 def describe_set_fit(rep: CryoPESetReport) -> str:
     """One line about a joint fit for the command's summary."""
+    from voxfield.compress.cryo_pe_set import METHOD
+
     return (f"{METHOD}: {len(rep.members)} maps, one network (widths {rep.widths}, {rep.n_params:,} parameters incl. "
             f"{len(rep.members)} latent vectors), {rep.steps} steps, {rep.loss} loss, {rep.sampling} sampling, "
             f"weights at {rep.bits:.2f} bits")
@@ -47,6 +47,12 @@ def compress_set(
     """Compress several maps into one .vxf with one shared cryo-pe network and one latent
     vector per map; restore one with `voxfield decompress SET.vxf --member N` (N from 1, as
     `voxfield info SET.vxf` lists them)."""
+    from voxfield.codecs.base import Target
+    from voxfield.compress.api import decompress as decompress_vxf
+    from voxfield.compress.cryo_pe_set import METHOD, CryoPESetConfig, CryoPESetReport
+    from voxfield.compress.cryo_pe_set import compress_set as compress_maps
+    from voxfield.metrics import psnr
+
     if not inputs:
         raise OptionError("give one or more maps to compress together")
     if output.suffix.lower() != container.SUFFIX:

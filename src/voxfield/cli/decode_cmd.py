@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from voxfield.cli import console
 from voxfield.cli.compress_cmd import require_vxf
-from voxfield.compress.reader import VxfArray, open_vxf
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import check_writable, write_bytes_atomic, write_volume
+
+if TYPE_CHECKING:
+    from voxfield.compress.reader import VxfArray
 
 
 def parse_roi(text: str, arr: VxfArray) -> tuple[slice, ...]:
@@ -77,6 +79,8 @@ def decode(
     member: Annotated[str | None, typer.Option(help="For a set made by compress-set: the map to decode (number from 1, or file name).")] = None,
 ) -> None:
     """Decode a region, a slice, a strided preview or a list of points of a .vxf file."""
+    from voxfield.compress.reader import open_vxf
+
     chosen = [n for n, v in (("--roi", roi), ("--slice", slice_), ("--step", step), ("--coords", coords)) if v is not None]
     if len(chosen) != 1:
         raise OptionError("give exactly one of --roi, --slice, --step, --coords (whole volume: voxfield decompress)")

@@ -7,21 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 import voxfield
 from voxfield.cli import console
 from voxfield.cli.compress_cmd import DEFAULT_METHOD, describe_fit, run_neural
 from voxfield.cli.metrics_cmd import measure
-from voxfield.codecs.base import Target
-from voxfield.codecs.registry import get_codec
-from voxfield.compress.api import decompress
-from voxfield.compress.classic import compress_volume
 from voxfield.data import example_map_path
 from voxfield.errors import TargetNotMet
 from voxfield.io import read_volume, write_bytes_atomic, write_volume
-from voxfield.metrics import format_report
-from voxfield.viz.slices import compare_figure
 
 #: Classic codecs compared side by side in the demo (fast ones; `voxfield bench` runs them all).
 DEMO_CODECS = ("zfp", "sz3", "jpeg2k", "sperr", "hevc")
@@ -35,6 +28,15 @@ def demo(
 ) -> None:
     """Compress the shipped EMD-3488 crop with the neural default method and the classic
     codecs at one ratio, decode it whole and in part, report quality, draw slices."""
+    from rich.table import Table
+
+    from voxfield.codecs.base import Target
+    from voxfield.codecs.registry import get_codec
+    from voxfield.compress.api import decompress
+    from voxfield.compress.classic import compress_volume
+    from voxfield.metrics import format_report
+    from voxfield.viz.slices import compare_figure
+
     src = example_map_path()
     vol = read_volume(src)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import click
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from voxfield.cli import console
@@ -45,6 +44,8 @@ app = typer.Typer(
 
 @contextmanager
 def _bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console.err, transient=True)
     task = progress.add_task(label, total=None)

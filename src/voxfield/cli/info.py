@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from voxfield.cli import console
 from voxfield.compress import container
-from voxfield.compress.api import describe as describe_vxf
 from voxfield.io import read_volume
 from voxfield.io.validate import check_finite
-from voxfield.io.volume import Volume
+
+if TYPE_CHECKING:
+    from voxfield.io.volume import Volume
 
 _MAX_TEXT = 100
 
@@ -113,7 +113,11 @@ def info(
     quick: Annotated[bool, typer.Option("--quick", help=".vxf files: validate the header only, without reading every section to verify its checksum.")] = False,
 ) -> None:
     """Show shape, dtype, axes, voxel size, origin, value statistics and header of a file."""
+    from rich.table import Table
+
     if container.is_vxf(file):
+        from voxfield.compress.api import describe as describe_vxf
+
         d = describe_vxf(file, quick=quick)
         if as_json:
             console.print_json(d)

@@ -9,16 +9,16 @@ import typer
 
 from voxfield.cli import console
 from voxfield.compress import container
-from voxfield.compress.api import decompress as decompress_vxf
 from voxfield.errors import DataError, OptionError
 from voxfield.io import read_volume, write_bytes_atomic
 from voxfield.io.volume import Volume, angstrom_frame
-from voxfield.metrics import compare, format_report, format_segmentation, segmentation_agreement
 
 
 def load_result(path: Path, axes: str | None) -> tuple[Volume, int | None]:
     """Read a result volume; a .vxf is decoded and its file size returned too."""
     if container.is_vxf(path):
+        from voxfield.compress.api import decompress as decompress_vxf
+
         return decompress_vxf(path), path.stat().st_size
     return read_volume(path, axes=axes), None
 
@@ -26,6 +26,8 @@ def load_result(path: Path, axes: str | None) -> tuple[Volume, int | None]:
 def measure(original: Volume, result: Volume, *, compressed_nbytes: int | None = None,
             contour: float | None = None, cryoem: bool | None = None) -> dict[str, Any]:
     """Run :func:`voxfield.metrics.compare` with the frame taken from the original."""
+    from voxfield.metrics import compare
+
     if original.shape != result.shape:
         raise DataError(f"shapes differ: original {original.shape}, result {result.shape}")
     spatial = [i for i, a in enumerate(original.axes) if a in "ZYX"]
@@ -74,6 +76,8 @@ def metrics(
     """PSNR (data range; dtype-max PSNR labelled separately), SSIM, max error, ratio, FSC
     resolution and density-band errors for maps, mask scores at a contour; with ``--cryoem``
     the cryo-EM quality report; with ``--segment`` the agreement of a threshold segmentation."""
+    from voxfield.metrics import format_report, format_segmentation
+
     if segment is None and (segment_channel is not None or segment_mask is not None):
         raise OptionError("--segment-channel and --segment-mask go with --segment (otsu or a threshold)")
     if segment is not None:
@@ -121,6 +125,8 @@ def segment_report(orig: Volume, res: Volume, segment: str, channel: int | None,
     """:func:`~voxfield.metrics.segmentation_agreement` of a result for ``voxfield metrics``:
     the original thresholded at ``segment`` (or its Otsu level), or the reference mask file,
     against the result thresholded at the same level; ``channel`` along the C (or S) axis."""
+    from voxfield.metrics import segmentation_agreement
+
     if orig.shape != res.shape:
         raise DataError(f"shapes differ: original {orig.shape}, result {res.shape}")
     threshold = parse_segment(segment)
@@ -141,6 +147,7 @@ def segment_report(orig: Volume, res: Volume, segment: str, channel: int | None,
 def _cryoem(orig: Volume, res: Volume, nbytes: int | None, original: Path, result: Path, *, contour: float | None,
             model: Path | None, resolution: float | None, apix: float | None, as_json: bool, out: Path | None,
             seg: dict[str, Any] | None = None) -> None:
+    from voxfield.metrics import format_segmentation
     from voxfield.metrics.cryoem import cryoem_report, format_cryoem_report
 
     if orig.shape != res.shape:

@@ -19,7 +19,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from voxfield.cli import console
 from voxfield.errors import DataError, OptionError
@@ -34,6 +33,8 @@ app = typer.Typer(
 
 @contextmanager
 def _bar(label: str) -> Iterator[Callable[..., None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                         TimeElapsedColumn(), console=console.err, transient=True)
     task = progress.add_task(label, total=None, info="")

@@ -8,24 +8,31 @@ PSNR...) and decodes to the original shape and dtype. See each module's docstrin
 its knob, targets, dtype handling and layout.
 """
 
-from voxfield.codecs.base import Codec, Target, as_float, frame, restore_dtype, unframe, value_range
-from voxfield.codecs.hevc import HevcCodec
-from voxfield.codecs.jpeg2k import Jpeg2kCodec
-from voxfield.codecs.jpegxl import JpegxlCodec
-from voxfield.codecs.lossless import GzipCodec, RawCodec, ZstdCodec
-from voxfield.codecs.quantize import QuantCodec
-from voxfield.codecs.registry import (
-    CODECS,
-    available_codecs,
-    codec_from_config,
-    codec_names,
-    get_codec,
-    register_codec,
-)
-from voxfield.codecs.search import search_size
-from voxfield.codecs.sperr import SperrCodec
-from voxfield.codecs.sz3 import Sz3Codec
-from voxfield.codecs.zfp import ZfpCodec
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxfield.codecs.base import Codec, Target, as_float, frame, restore_dtype, unframe, value_range
+    from voxfield.codecs.hevc import HevcCodec
+    from voxfield.codecs.jpeg2k import Jpeg2kCodec
+    from voxfield.codecs.jpegxl import JpegxlCodec
+    from voxfield.codecs.lossless import GzipCodec, RawCodec, ZstdCodec
+    from voxfield.codecs.quantize import QuantCodec
+    from voxfield.codecs.registry import (
+        CODECS,
+        available_codecs,
+        codec_from_config,
+        codec_names,
+        get_codec,
+        register_codec,
+    )
+    from voxfield.codecs.search import search_size
+    from voxfield.codecs.sperr import SperrCodec
+    from voxfield.codecs.sz3 import Sz3Codec
+    from voxfield.codecs.zfp import ZfpCodec
 
 __all__ = [
     "CODECS",
@@ -53,3 +60,49 @@ __all__ = [
     "unframe",
     "value_range",
 ]
+
+
+#: Re-exported name -> the submodule that defines it, imported on first use so that
+#: importing this package stays light (start-up time, issue 15).
+_LAZY = {
+    "Codec": "voxfield.codecs.base",
+    "Target": "voxfield.codecs.base",
+    "as_float": "voxfield.codecs.base",
+    "frame": "voxfield.codecs.base",
+    "restore_dtype": "voxfield.codecs.base",
+    "unframe": "voxfield.codecs.base",
+    "value_range": "voxfield.codecs.base",
+    "HevcCodec": "voxfield.codecs.hevc",
+    "Jpeg2kCodec": "voxfield.codecs.jpeg2k",
+    "JpegxlCodec": "voxfield.codecs.jpegxl",
+    "GzipCodec": "voxfield.codecs.lossless",
+    "RawCodec": "voxfield.codecs.lossless",
+    "ZstdCodec": "voxfield.codecs.lossless",
+    "QuantCodec": "voxfield.codecs.quantize",
+    "CODECS": "voxfield.codecs.registry",
+    "available_codecs": "voxfield.codecs.registry",
+    "codec_from_config": "voxfield.codecs.registry",
+    "codec_names": "voxfield.codecs.registry",
+    "get_codec": "voxfield.codecs.registry",
+    "register_codec": "voxfield.codecs.registry",
+    "search_size": "voxfield.codecs.search",
+    "SperrCodec": "voxfield.codecs.sperr",
+    "Sz3Codec": "voxfield.codecs.sz3",
+    "ZfpCodec": "voxfield.codecs.zfp",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name (or a submodule) on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -13,9 +13,14 @@ cubes), :mod:`~voxfield.denoise.dataset`, :mod:`~voxfield.denoise.unet`,
 
 from __future__ import annotations
 
-from voxfield.denoise.dust import dust_mask, hide_dust
-from voxfield.denoise.predict import Prediction, apply_mask, predict_map, resolve_threshold
-from voxfield.denoise.unet import UNet3D, UNetConfig, default_weights_path, load_weights
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxfield.denoise.dust import dust_mask, hide_dust
+    from voxfield.denoise.predict import Prediction, apply_mask, predict_map, resolve_threshold
+    from voxfield.denoise.unet import UNet3D, UNetConfig, default_weights_path, load_weights
 
 __all__ = [
     "Prediction",
@@ -29,6 +34,39 @@ __all__ = [
     "predict_map",
     "resolve_threshold",
 ]
+
+
+#: Re-exported name -> the submodule that defines it, imported on first use so that
+#: importing this package stays light (start-up time, issue 15).
+_LAZY = {
+    "dust_mask": "voxfield.denoise.dust",
+    "hide_dust": "voxfield.denoise.dust",
+    "Prediction": "voxfield.denoise.predict",
+    "apply_mask": "voxfield.denoise.predict",
+    "predict_map": "voxfield.denoise.predict",
+    "resolve_threshold": "voxfield.denoise.predict",
+    "UNet3D": "voxfield.denoise.unet",
+    "UNetConfig": "voxfield.denoise.unet",
+    "default_weights_path": "voxfield.denoise.unet",
+    "load_weights": "voxfield.denoise.unet",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name (or a submodule) on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 from voxfield._callable import make_callable as _make_callable  # noqa: E402
 

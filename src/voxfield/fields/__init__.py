@@ -1,5 +1,36 @@
 """Neural-field building blocks: batched sine MLPs (SIREN) evaluated with ``baddbmm``."""
 
-from voxfield.fields.siren import BatchedSiren, siren_param_count
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxfield.fields.siren import BatchedSiren, siren_param_count
 
 __all__ = ["BatchedSiren", "siren_param_count"]
+
+
+#: Re-exported name -> the submodule that defines it, imported on first use so that
+#: importing this package stays light (start-up time, issue 15).
+_LAZY = {
+    "BatchedSiren": "voxfield.fields.siren",
+    "siren_param_count": "voxfield.fields.siren",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name (or a submodule) on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
