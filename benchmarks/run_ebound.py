@@ -25,9 +25,10 @@ import numpy as np
 from voxfield.bench.datasets import DEFAULT_DATASETS, default_datasets
 from voxfield.codecs.base import Target
 from voxfield.codecs.registry import get_codec
-from voxfield.compress import bounded, ebound, hybrid
+from voxfield.compress import hybrid
 from voxfield.compress.api import decompress
 from voxfield.compress.classic import compress_volume
+from voxfield.compress.modes import bounded, ebound
 from voxfield.io import read_volume
 from voxfield.metrics import psnr
 

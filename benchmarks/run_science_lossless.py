@@ -25,7 +25,7 @@ from voxfield.bench.datasets import find_data_root  # noqa: E402
 from voxfield.bench.methods import MethodSpec, parse_methods, with_settings  # noqa: E402
 from voxfield.bench.runner import machine_info  # noqa: E402
 from voxfield.compress.api import decompress  # noqa: E402
-from voxfield.compress.science import science_lossless  # noqa: E402
+from voxfield.compress.modes.science import science_lossless  # noqa: E402
 from voxfield.io import read_volume  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

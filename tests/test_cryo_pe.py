@@ -10,10 +10,10 @@ import torch
 
 import voxfield
 from voxfield.codecs.base import Target
-from voxfield.compress import cryo_pe
 from voxfield.compress.api import decompress
 from voxfield.compress.container import VxfReader
 from voxfield.compress.cryo_pe import CryoPEConfig, CryoPEReport, compress_cryo_pe, weighted_mse
+from voxfield.compress.entropy import occupancy
 from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
 from voxfield.data import example_map_path
 from voxfield.errors import DataError, FormatError, OptionError
@@ -127,8 +127,8 @@ def test_occupancy_coders_are_lossless(coder):
     rng = np.random.default_rng(3)
     for shape, p in (((5, 7, 9), 0.5), ((1, 1, 1), 0.5), ((4, 3, 17), 0.05)):
         mask = rng.random(shape) < p
-        payload = cryo_pe.encode_occupancy(mask, coder)
-        np.testing.assert_array_equal(cryo_pe.decode_occupancy(payload, coder, shape), mask)
+        payload = occupancy.encode_occupancy(mask, coder)
+        np.testing.assert_array_equal(occupancy.decode_occupancy(payload, coder, shape), mask)
 
 
 def test_weighted_and_mse_losses_both_run(crop):

@@ -12,9 +12,11 @@ import pytest
 
 from voxfield.codecs.base import Target, restore_dtype
 from voxfield.codecs.registry import get_codec
-from voxfield.compress import bounded, container, ebound, hybrid
+from voxfield.compress import container, hybrid
 from voxfield.compress.api import decompress
 from voxfield.compress.classic import compress_volume
+from voxfield.compress.entropy import residual
+from voxfield.compress.modes import bounded, ebound
 from voxfield.errors import FormatError, OptionError
 from voxfield.io import read_volume
 from voxfield.io.volume import Volume
@@ -69,18 +71,18 @@ def test_index_coding_round_trip_with_escapes_and_contexts() -> None:
     q = np.rint(rng.laplace(0, 2.0, (20, 21, 22))).astype(np.int64)
     q[3, 4, 5] = 10**9  # far beyond any alphabet: escaped
     q[0, 0, 0] = -(10**7)
-    blob = ebound.encode_indices(q)
-    np.testing.assert_array_equal(ebound.decode_indices(blob, q.shape), q)
+    blob = residual.encode_indices(q)
+    np.testing.assert_array_equal(residual.decode_indices(blob, q.shape), q)
     for use_ctx in (False, True):
-        b = ebound._encode_indices(q, ebound._choose_k(q), use_ctx)
-        np.testing.assert_array_equal(ebound.decode_indices(b, q.shape), q)
+        b = residual._encode_indices(q, residual._choose_k(q), use_ctx)
+        np.testing.assert_array_equal(residual.decode_indices(b, q.shape), q)
     # smooth magnitudes: the context model must pay off
     z = np.zeros((40, 40, 40), np.int64)
     z[10:30, 10:30, 10:30] = np.rint(rng.normal(0, 6, (20, 20, 20)))
-    ctx = ebound._encode_indices(z, ebound._choose_k(z), True)
-    iid = ebound._encode_indices(z, ebound._choose_k(z), False)
+    ctx = residual._encode_indices(z, residual._choose_k(z), True)
+    iid = residual._encode_indices(z, residual._choose_k(z), False)
     assert len(ctx) < len(iid)
-    assert ebound.encode_indices(z) == ebound.encode_indices(z)  # deterministic
+    assert residual.encode_indices(z) == residual.encode_indices(z)  # deterministic
 
 
 def test_corrupt_section_is_a_format_error() -> None:

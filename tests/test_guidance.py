@@ -14,7 +14,7 @@ from voxfield.cli.main import main
 from voxfield.codecs.base import Target
 from voxfield.compress.api import decompress
 from voxfield.compress.container import VxfReader
-from voxfield.compress.guidance import (
+from voxfield.compress.modes.guidance import (
     GuideConfig,
     ms_ssim,
     ms_ssim_loss,

@@ -10,7 +10,7 @@ from voxfield.codecs.base import Target
 from voxfield.codecs.registry import get_codec
 from voxfield.compress.api import decompress
 from voxfield.compress.classic import compress_volume
-from voxfield.compress.science import min_fsc_to_resolution, science_lossless
+from voxfield.compress.modes.science import min_fsc_to_resolution, science_lossless
 from voxfield.data import example_map_path
 from voxfield.errors import OptionError, TargetNotMet
 from voxfield.io import read_volume

@@ -82,13 +82,10 @@ class GzipCodec(_LosslessCodec):
         super().__init__(level=check_int_option("gzip level", level, 1, 9))
 
     def _compress(self, raw: bytes) -> bytes:
-        return gzip.compress(raw, compresslevel=self.config["level"], mtime=0)
+        return gzip_compress(raw, self.config["level"])
 
     def _decompress(self, body: bytes) -> bytes:
-        try:
-            return gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise FormatError(f"corrupt gzip payload ({exc})") from None
+        return gzip_decompress(body, what="gzip payload")
 
 
 class ZstdCodec(_LosslessCodec):
@@ -107,20 +104,36 @@ class ZstdCodec(_LosslessCodec):
         return zstd_decompress(body)
 
 
-def zstd_compress(raw: bytes, level: int) -> bytes:
+# The general-purpose byte coders of voxfield: every zstd and gzip stream inside a ``.vxf``
+# (header, tables, occupancy maps, escapes) goes through these four functions.
+def zstd_compress(raw: bytes, level: int = 19) -> bytes:
+    """One zstd frame of ``raw`` at ``level``, with its content size (no checksum)."""
     return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False).compress(raw)
 
 
-def zstd_decompress(body: bytes, max_size: int | None = None) -> bytes:
+def zstd_decompress(body: bytes, max_size: int | None = None, *, what: str = "zstd stream") -> bytes:
     """Decompress one zstd frame. ``max_size`` bounds the output: a frame whose header
     declares more (a damaged or forged size field) is refused before anything is
-    allocated."""
+    allocated. Damage is a :class:`FormatError` "corrupt {what} (...)"."""
     try:
         if max_size is not None:
             declared = zstandard.frame_content_size(body)
             if declared > max_size:
-                raise FormatError(f"corrupt zstd stream (declares {declared:,} bytes, at most {max_size:,} expected)")
+                raise FormatError(f"corrupt {what} (declares {declared:,} bytes, at most {max_size:,} expected)")
             return zstandard.ZstdDecompressor().decompress(body, max_output_size=max(max_size, 1))
         return zstandard.ZstdDecompressor().decompress(body)
     except zstandard.ZstdError as exc:
-        raise FormatError(f"corrupt zstd stream ({exc})") from None
+        raise FormatError(f"corrupt {what} ({exc})") from None
+
+
+def gzip_compress(raw: bytes, level: int = 9) -> bytes:
+    """One gzip member of ``raw`` (DEFLATE ``level``), timestamp zero: deterministic."""
+    return gzip.compress(raw, compresslevel=level, mtime=0)
+
+
+def gzip_decompress(body: bytes, *, what: str = "gzip stream") -> bytes:
+    """Inverse of :func:`gzip_compress`; damage is a :class:`FormatError` naming ``what``."""
+    try:
+        return gzip.decompress(body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FormatError(f"corrupt {what} ({exc})") from None

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress import container, ebound, guard, registry
+from voxfield.compress import container, guard, registry
 from voxfield.compress.defaults import CLASSIC_RTOL, NEURAL_RTOL
+from voxfield.compress.modes import ebound
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet, VoxfieldError
 from voxfield.io.volume import Volume
 
@@ -260,11 +261,11 @@ def compress(data: Any, *, method: str | None = None, codec: str | None = None, 
         blob, what = _science_lossless(vol, name if classic_codec is None else classic_codec.name, encode_with,
                                        fsc_target, resolution, tol, on_probe)
     elif wrap_bound:
-        from voxfield.compress.bounded import error_bounded, make_encoder
+        from voxfield.compress.modes.bounded import error_bounded, make_encoder
 
         encode_base = make_encoder(vol, codec=classic_codec, method=m, config=config, target=target, tol=tol,
                                    loose=True, guide_mask=mask_arr, progress=progress)
-        from voxfield.compress import ebound as eb
+        from voxfield.compress.modes import ebound as eb
 
         bound = eb.absolute_bound(vol.data, max_error, rel_error)
         searchable = classic_codec is not None or m.kind == "hybrid"
@@ -351,9 +352,9 @@ def _guide_mask(mask: Any, guide: str | None, channel: int | None, vol: Volume) 
 
 def _science_lossless(vol: Volume, name: str, encode: Any, threshold: float, resolution: float, tol: float,
                       on_probe: Any) -> tuple[bytes, str]:
-    """The FSC-target search (:mod:`voxfield.compress.science`): best file and summary."""
+    """The FSC-target search (:mod:`voxfield.compress.modes.science`): best file and summary."""
     from voxfield.codecs.base import Target
-    from voxfield.compress.science import Probe, science_lossless
+    from voxfield.compress.modes.science import Probe, science_lossless
     from voxfield.io.volume import angstrom_frame
 
     spacing, _ = angstrom_frame(vol)

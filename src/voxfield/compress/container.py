@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import zstandard
-
+from voxfield.codecs.lossless import zstd_compress, zstd_decompress
 from voxfield.compress import schema
 from voxfield.errors import FormatError
 from voxfield.io import metajson
@@ -75,7 +74,7 @@ def is_vxf(path: str | os.PathLike[str]) -> bool:
 
 def _encode_header(header: Mapping[str, Any]) -> tuple[bytes, int]:
     text = metajson.dumps(header).encode("utf-8")
-    packed = zstandard.ZstdCompressor(level=19).compress(text)
+    packed = zstd_compress(text, 19)
     if len(packed) < len(text):
         return packed, _ENC_ZSTD
     return text, _ENC_JSON
@@ -177,13 +176,13 @@ class VxfReader:
             raise self._fail("corrupt .vxf file (header checksum mismatch)")
         try:
             if enc == _ENC_ZSTD:
-                text = zstandard.ZstdDecompressor().decompress(stored, max_output_size=_MAX_HEADER)
+                text = zstd_decompress(stored, _MAX_HEADER, what=".vxf header")
             elif enc == _ENC_JSON:
                 text = stored
             else:
                 raise self._fail(f"unknown header encoding {enc}")
             header = metajson.loads(text.decode("utf-8"))
-        except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError) as exc:
             raise self._fail(f"corrupt .vxf header ({exc})") from None
         except RecursionError:
             raise self._fail("corrupt .vxf header (nested too deeply)") from None

@@ -47,7 +47,7 @@ Pipeline (paper section 3, with the choices the paper leaves open written down):
    1 % of it (the paper reports needing a decay). Instead of 100 epochs with early stopping
    the run is bounded by ``steps`` or ``time_budget`` seconds, like voxfield's other methods.
 7. **weights** -- quantised per tensor at >= 8 bits and entropy-coded
-   (:mod:`voxfield.compress.weight_coding`); the bit depth is searched so that the file lands
+   (:mod:`voxfield.compress.entropy.weights`); the bit depth is searched so that the file lands
    within tolerance of the target ratio (as :mod:`voxfield.compress.neural`). The latent
    vector is folded into the first layer's bias before coding (``fold_latent=True``, the same
    function, 64 x w1 fewer stored numbers); ``fold_latent=False`` stores it as is.
@@ -64,7 +64,6 @@ decodes at or below the threshold. Only 3-D maps are accepted.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import tempfile
@@ -74,17 +73,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-import constriction
 import numpy as np
 import torch
-import zstandard
 
 from voxfield import __version__
-from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
-from voxfield.compress import container, tables, weight_coding
+from voxfield.compress import container, rate, tables
 from voxfield.compress.classic import volume_header
 from voxfield.compress.defaults import default_target
+from voxfield.compress.entropy import weights as weight_coding
+from voxfield.compress.entropy.occupancy import OCCUPANCY_CODERS, decode_occupancy, encode_occupancy
 from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
 from voxfield.fields.nerf import ExactNerf, NerfMLP, encoding_size, frac_bits_for, layer_plan, param_count
@@ -94,7 +92,6 @@ from voxfield.io.volume import Volume
 METHOD = "cryo-pe"
 #: The paper's residual pattern for the four widths (Re1, Re2 | Re3 | Re4 | -).
 PAPER_RESIDUAL = (2, 1, 1, 0)
-OCCUPANCY_CODERS = ("auto", "gzip", "zstd", "context")
 _EPS = 1e-4
 
 
@@ -225,122 +222,6 @@ class CryoPEReport:
     n_groups: int = 1
 
 
-# ---------------------------------------------------------------------------- occupancy coding
-_CTX_BITS = 8
-
-
-def _contexts(prev_plane: np.ndarray, plane: np.ndarray, y: int) -> np.ndarray:
-    """Context of every voxel of row ``y`` of ``plane`` from padded arrays (``(Y+2, X+2)``,
-    data at ``[1:-1, 1:-1]``) holding the previous plane and the rows of this plane decoded so
-    far (rows ``>= y`` of ``plane`` are still zero)."""
-    r = y + 1
-    up = plane[r - 1]
-    pz = prev_plane
-    return (up[:-2].astype(np.int64) | up[1:-1] << 1 | up[2:] << 2 | pz[r, :-2] << 3 | pz[r, 1:-1] << 4
-            | pz[r, 2:] << 5 | pz[r - 1, 1:-1] << 6 | pz[r + 1, 1:-1] << 7)
-
-
-def _plane_contexts(prev_plane: np.ndarray, plane: np.ndarray) -> np.ndarray:
-    """:func:`_contexts` of every row of a fully known plane -> ``(Y, X)``."""
-    up = plane[:-2]
-    pz = prev_plane
-    return (up[:, :-2].astype(np.int64) | up[:, 1:-1] << 1 | up[:, 2:] << 2 | pz[1:-1, :-2] << 3
-            | pz[1:-1, 1:-1] << 4 | pz[1:-1, 2:] << 5 | pz[:-2, 1:-1] << 6 | pz[2:, 1:-1] << 7)
-
-
-def _probs(counts: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-    """P(bit = 1) per context from the adaptive counts (Krichevsky-Trofimov estimate)."""
-    c0 = counts[0][ctx].astype(np.float64)
-    c1 = counts[1][ctx].astype(np.float64)
-    return (c1 + 0.5) / (c0 + c1 + 1.0)
-
-
-def _bernoulli() -> Any:
-    return constriction.stream.model.Bernoulli(perfect=False)
-
-
-def encode_occupancy_context(mask: np.ndarray) -> bytes:
-    """Adaptive context coding of a 3-D boolean mask (row-adaptive counts, see module doc)."""
-    nz, ny, nx = mask.shape
-    pad = np.zeros((nz + 1, ny + 2, nx + 2), dtype=np.uint8)
-    pad[1:, 1:-1, 1:-1] = mask
-    n_ctx = 1 << _CTX_BITS
-    # forward pass: counts at the start of every plane (small: Z x 2 x 256)
-    starts = np.zeros((nz, 2, n_ctx), dtype=np.int64)
-    counts = np.zeros((2, n_ctx), dtype=np.int64)
-    for z in range(nz):
-        starts[z] = counts
-        ctx = _plane_contexts(pad[z], pad[z + 1])
-        bits = mask[z].astype(np.int64)
-        counts = counts + np.bincount((bits * n_ctx + ctx).ravel(), minlength=2 * n_ctx).reshape(2, n_ctx)
-    coder = constriction.stream.stack.AnsCoder()
-    for z in reversed(range(nz)):  # ANS is a stack: the last plane goes in first
-        ctx = _plane_contexts(pad[z], pad[z + 1])
-        bits = mask[z].astype(np.int64)
-        keys = (np.arange(ny)[:, None] * (2 * n_ctx) + bits * n_ctx + ctx).ravel()
-        rows = np.bincount(keys, minlength=ny * 2 * n_ctx).reshape(ny, 2 * n_ctx)
-        before = np.cumsum(rows, axis=0) - rows  # counts of this plane's earlier rows
-        probs = np.empty((ny, nx), dtype=np.float64)
-        for y in range(ny):
-            probs[y] = _probs(starts[z] + before[y].reshape(2, n_ctx), ctx[y])
-        coder.encode_reverse(bits.ravel().astype(np.int32), _bernoulli(), probs.ravel())
-    return coder.get_compressed().tobytes()
-
-
-def decode_occupancy_context(payload: bytes, shape: Sequence[int]) -> np.ndarray:
-    """Inverse of :func:`encode_occupancy_context`."""
-    if len(payload) % 4:
-        raise FormatError("corrupt occupancy stream (length not a multiple of 4)")
-    nz, ny, nx = (int(n) for n in shape)
-    n_ctx = 1 << _CTX_BITS
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype=np.uint32).copy())
-    pad = np.zeros((nz + 1, ny + 2, nx + 2), dtype=np.uint8)
-    counts = np.zeros((2, n_ctx), dtype=np.int64)
-    model = _bernoulli()
-    try:
-        for z in range(nz):
-            for y in range(ny):
-                ctx = _contexts(pad[z], pad[z + 1], y)
-                bits = coder.decode(model, _probs(counts, ctx)).astype(np.int64)
-                pad[z + 1, y + 1, 1:-1] = bits
-                counts += np.bincount(bits * n_ctx + ctx, minlength=2 * n_ctx).reshape(2, n_ctx)
-    except (ValueError, RuntimeError) as exc:
-        raise FormatError(f"corrupt occupancy stream ({exc})") from None
-    return pad[1:, 1:-1, 1:-1].astype(bool)
-
-
-def encode_occupancy(mask: np.ndarray, coder: str) -> bytes:
-    """Lossless bytes of the boolean ``mask`` with ``coder`` (gzip | zstd | context)."""
-    if coder == "gzip":  # the paper's: one byte per voxel, DEFLATE
-        return gzip.compress(mask.astype(np.uint8).tobytes(), compresslevel=9, mtime=0)
-    if coder == "zstd":
-        return zstandard.ZstdCompressor(level=19).compress(np.packbits(mask.reshape(-1)).tobytes())
-    if coder == "context":
-        return encode_occupancy_context(mask)
-    raise OptionError(f"unknown occupancy coder {coder!r}")
-
-
-def decode_occupancy(payload: bytes, coder: str, shape: Sequence[int]) -> np.ndarray:
-    n = int(np.prod(shape))
-    try:
-        if coder == "gzip":
-            raw = np.frombuffer(gzip.decompress(payload), dtype=np.uint8)
-            if raw.size != n or raw.max(initial=0) > 1:
-                raise ValueError("occupancy size mismatch")
-            return raw.astype(bool).reshape(shape)
-        if coder == "zstd":
-            raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=(n + 7) // 8)
-            if len(raw) != (n + 7) // 8:
-                raise ValueError("occupancy size mismatch")
-            return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n).astype(bool).reshape(shape)
-    except (OSError, EOFError, zstandard.ZstdError, ValueError) as exc:
-        raise FormatError(f"corrupt occupancy map ({exc})") from None
-    if coder == "context":
-        return decode_occupancy_context(payload, shape)
-    raise FormatError(f"unknown occupancy coder {coder!r}")
-
-
-# ---------------------------------------------------------------------------- helpers
 def _coords01(flat: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Flat voxel indices -> coordinates in [0, 1] (``i / (n - 1)`` per axis), float64."""
     idx = np.unravel_index(np.asarray(flat, dtype=np.int64), tuple(shape))
@@ -517,27 +398,7 @@ def _encode_weights(net: _Stored, fold: bool, bits: float) -> tuple[bytes, np.nd
 def _land_bits(net: _Stored, fold: bool, weight_bytes: float, tol: float
                ) -> tuple[float, bytes | None, np.ndarray | None]:
     """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol``."""
-    return weight_coding.land_bits(lambda b: _encode_weights(net, fold, b), weight_bytes, tol)
-
-
-def land_file(make: Callable[[float, bytes, np.ndarray], bytes],
-              reland: Callable[[float], tuple[float, bytes | None, np.ndarray | None]],
-              bits: float, payload: bytes, codes: np.ndarray, goal: float, tol: float
-              ) -> tuple[bytes, float, bytes, np.ndarray]:
-    """Build the file with ``make(bits, payload, codes)`` and, while it misses ``goal`` by
-    more than ``tol`` bytes, re-search the bit depth for the room the real header and tables
-    leave (``reland(weight_bytes)``); at most four tries. Returns the last file and its
-    weights."""
-    blob = b""
-    for _ in range(4):
-        blob = make(bits, payload, codes)
-        if abs(len(blob) - goal) <= tol:
-            break
-        new_bits, new_payload, new_codes = reland(goal - (len(blob) - len(payload)))
-        if new_payload is None or new_codes is None:
-            break
-        bits, payload, codes = new_bits, new_payload, new_codes
-    return blob, bits, payload, codes
+    return rate.land_bits(lambda b: _encode_weights(net, fold, b), weight_bytes, tol)
 
 
 def _method_header(cfg: CryoPEConfig, layout: FieldLayout, extra: dict[str, Any]) -> dict[str, Any]:
@@ -647,8 +508,8 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
         progress("occupancy", 1.0)
 
     device = resolve_device(cfg.device)
-    goal = float(target.size_goal(data.nbytes))  # type: ignore[arg-type]
-    tol = size_rtol(target) * goal  # keeps the *ratio* within ±rtol
+    size_goal = rate.SizeGoal.of(target, data.nbytes, METHOD)
+    goal, tol = size_goal.goal, size_goal.tol
     n_pe = encoding_size(3, cfg.frequencies)
     n_in_stored = n_pe if cfg.fold_latent else n_pe + cfg.latent_dim
     stored_latent = 0 if cfg.fold_latent else cfg.latent_dim
@@ -709,16 +570,16 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
                 frac_bits, clip = _fixed_point(net, samples, shape, n_pe, widths, torch.device("cpu"))
                 extra = {"widths": list(widths), "residual": list(res), "frac_bits": frac_bits, "clip": clip,
                          "steps": int(steps), "final_loss": last}
-                blob, bits, payload, codes = land_file(
+                blob, bits, payload, codes = rate.land_weights(
                     lambda b, p, c: container.dumps(header({**extra, "bits": float(b)}),
                                                     {"occupancy": occ_payload, "tables": tables.pack({"codes": c}),
                                                      "weights": p}),
-                    lambda room: _land_bits(net, cfg.fold_latent, room, tol), bits, payload, codes, goal, tol)
+                    lambda b: _encode_weights(net, cfg.fold_latent, b), bits, payload, codes, size_goal)
                 rep.widths, rep.residual = list(widths), list(res)
                 rep.n_params = param_count(n_in_stored, widths, res, stored_latent)
                 rep.steps, rep.bits, rep.final_loss, rep.lrs = steps, float(bits), last, [cfg.lr]
                 rep.weight_bytes, rep.file_bytes = len(payload), len(blob)
-                if abs(len(blob) - goal) <= tol:
+                if size_goal.hit(len(blob)):
                     rep.total_seconds = time.perf_counter() - t_start
                     return blob
                 if len(blob) < goal and cfg.widths is None:  # even 16-bit weights leave room: plan bigger
@@ -727,9 +588,7 @@ def compress_cryo_pe(vol: Volume, cfg: CryoPEConfig, target: Target | None = Non
                 break
         finally:
             samples.close()
-    raise TargetNotMet(f"cryo-pe: could not land within ±{100 * target.rtol:.0f}% of {goal:.0f} bytes "
-                       f"(last file {rep.file_bytes} bytes)", best=None,
-                       achieved=data.nbytes / rep.file_bytes if rep.file_bytes else None)
+    raise size_goal.missed(None, rep.file_bytes)
 
 
 # ---------------------------------------------------------------------------- decode

@@ -59,9 +59,8 @@ import torch
 from torch import nn
 
 from voxfield import __version__
-from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
-from voxfield.compress import container, tables, weight_coding
+from voxfield.compress import container, rate, tables
 from voxfield.compress.classic import volume_header
 from voxfield.compress.cryo_pe import (
     CryoPEConfig,
@@ -74,12 +73,12 @@ from voxfield.compress.cryo_pe import (
     decode_occupancy,
     exact_network,
     fixed_point_for,
-    land_file,
     plan_occupancy,
     train_chunked,
 )
 from voxfield.compress.cryo_pe import _check_volume as _check_map
 from voxfield.compress.defaults import default_target
+from voxfield.compress.entropy import weights as weight_coding
 from voxfield.compress.field_layout import FieldLayout
 from voxfield.errors import DataError, FormatError, OptionError, TargetNotMet
 from voxfield.fields.nerf import NerfMLP, encoding_size, layer_plan, param_count
@@ -315,8 +314,8 @@ def compress_set(vols: Sequence[Volume], cfg: CryoPESetConfig | None = None, tar
     total_voxels = int(sum(v.data.size for v in vols))
     rep.original_bytes = total_bytes
     device = resolve_device(cfg.device)
-    goal = float(target.size_goal(total_bytes))  # type: ignore[arg-type]
-    tol = size_rtol(target) * goal
+    size_goal = rate.SizeGoal.of(target, total_bytes, METHOD)
+    goal, tol = size_goal.goal, size_goal.tol
     n_pe = encoding_size(3, cfg.frequencies)
     n_in = n_pe + cfg.latent_dim
     n_latent = k_maps * cfg.latent_dim
@@ -393,16 +392,16 @@ def compress_set(vols: Sequence[Volume], cfg: CryoPESetConfig | None = None, tar
                 extra = {"widths": list(widths), "residual": list(res), "frac_bits": frac_bits, "clip": clip,
                          "steps": int(steps), "final_loss": last}
                 occ_sections = {e["section"]: p for e, p in zip(entries, occ_payloads, strict=True)}
-                blob, bits, payload, codes = land_file(
+                blob, bits, payload, codes = rate.land_weights(
                     lambda b, p, c: container.dumps(header({**extra, "bits": float(b)}),
                                                     {**occ_sections, "tables": tables.pack({"codes": c}),
                                                      "weights": p}),
-                    lambda room: _land_bits(net, False, room, tol), bits, payload, codes, goal, tol)
+                    lambda b: _encode_weights(net, False, b), bits, payload, codes, size_goal)
                 rep.widths, rep.residual = list(widths), list(res)
                 rep.n_params = param_count(n_in, widths, res, n_latent)
                 rep.steps, rep.bits, rep.final_loss = steps, float(bits), last
                 rep.weight_bytes, rep.file_bytes = len(payload), len(blob)
-                if abs(len(blob) - goal) <= tol:
+                if size_goal.hit(len(blob)):
                     rep.total_seconds = time.perf_counter() - t_start
                     return blob
                 if len(blob) < goal and cfg.widths is None:  # even 16-bit weights leave room: plan bigger
@@ -412,9 +411,7 @@ def compress_set(vols: Sequence[Volume], cfg: CryoPESetConfig | None = None, tar
         finally:
             for p in parts:
                 p.close()
-    raise TargetNotMet(f"cryo-pe-set: could not land within ±{100 * target.rtol:.0f}% of {goal:.0f} bytes "
-                       f"(last file {rep.file_bytes} bytes)", best=None,
-                       achieved=total_bytes / rep.file_bytes if rep.file_bytes else None)
+    raise size_goal.missed(None, rep.file_bytes)
 
 
 # ---------------------------------------------------------------------------- members

@@ -8,6 +8,8 @@ DEFAULT_RATIO = 64.0
 NEURAL_RTOL = 0.02
 #: Accepted relative deviation of a classic codec's file from its ratio target.
 CLASSIC_RTOL = 0.03
+#: Lowest bit depth of quantised network weights (at least 255 levels per tensor).
+MIN_WEIGHT_BITS = 8.0
 
 
 def default_target():  # noqa: ANN201 - codecs.base.Target, imported lazily

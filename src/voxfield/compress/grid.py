@@ -34,17 +34,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import constriction
 import numpy as np
 import torch
 from torch import nn
 
 from voxfield import __version__
-from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
-from voxfield.compress import container, tables, weight_coding
+from voxfield.compress import container, rate, tables
 from voxfield.compress.classic import volume_header
 from voxfield.compress.defaults import default_target
+from voxfield.compress.entropy import weights as weight_coding
+from voxfield.compress.entropy.latents import decode_latents, encode_latents, laplace_bits
 from voxfield.compress.field_layout import FieldLayout, decode_whole
 from voxfield.compress.schema import GRID_MAX_LEVELS, check_count
 from voxfield.errors import FormatError, OptionError, TargetNotMet
@@ -281,74 +281,6 @@ class LazyAdam:
             p[sl] -= lr * (m[sl] / c1) / ((v[sl] / c2).sqrt() + self.eps)
 
 
-def context_from_parent(parent: torch.Tensor | np.ndarray, shape: Sequence[int], contexts: int) -> Any:
-    """``min(|parent at i // 2|, contexts-1)`` for every latent of a level of ``shape``
-    (``(F, *grid)``); works on torch tensors and numpy arrays alike."""
-    mag = abs(parent).sum(0) if isinstance(parent, np.ndarray) else parent.abs().sum(0)
-    for a, n in enumerate(shape[1:]):
-        idx = np.minimum(np.arange(n) // 2, mag.shape[a] - 1)
-        if isinstance(mag, np.ndarray):
-            mag = np.take(mag, idx, axis=a)
-        else:
-            mag = mag.index_select(a, torch.as_tensor(idx, device=mag.device))
-    if isinstance(mag, np.ndarray):
-        ctx = np.minimum(mag, contexts - 1).astype(np.int64)
-        return np.broadcast_to(ctx[None], tuple(shape))
-    ctx = mag.clamp(max=contexts - 1).long()
-    return ctx.unsqueeze(0).expand(*shape)
-
-
-def laplace_bits(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """-log2 P(round-interval of y) under Laplace(0, scale), stable in both tails."""
-    scale = scale.clamp_min(1e-3)
-    a = (y.abs() - 0.5) / scale
-    b = (y.abs() + 0.5) / scale
-    # |y| >= 0.5: P = 0.5*(exp(-a) - exp(-b)); |y| < 0.5 (the interval holds 0):
-    # P = 1 - 0.5*exp(-b) - 0.5*exp(-(0.5-|y|)/scale)
-    p_tail = 0.5 * (torch.exp(-a.clamp_min(0)) - torch.exp(-b))
-    p_center = 1.0 - 0.5 * torch.exp(-b) - 0.5 * torch.exp(-(0.5 - y.abs()).clamp_min(0) / scale)
-    p = torch.where(y.abs() < 0.5, p_center, p_tail)
-    return -torch.log2(p.clamp_min(1e-12))
-
-
-# ---------------------------------------------------------------------------- coding
-def _lap_model(bound: int) -> constriction.stream.model.Model:
-    return constriction.stream.model.QuantizedLaplace(-bound, bound)
-
-
-def encode_latents(levels: list[np.ndarray], scales: np.ndarray, contexts: int) -> tuple[bytes, list[int]]:
-    """ANS-code integer latent grids (coarsest decoded first); returns bytes and bounds."""
-    bounds = [max(1, int(np.abs(g).max())) for g in levels]
-    coder = constriction.stream.stack.AnsCoder()
-    for lv in range(len(levels)):  # finest first: ANS is a stack, so the coarsest decodes first
-        g = levels[lv]
-        ctx = (np.zeros(g.shape, np.int64) if lv == len(levels) - 1 or contexts == 1
-               else context_from_parent(levels[lv + 1], g.shape, contexts))
-        sc = scales[lv][ctx].reshape(-1).astype(np.float64)
-        coder.encode_reverse(g.reshape(-1).astype(np.int32), _lap_model(bounds[lv]), np.zeros_like(sc), sc)
-    return coder.get_compressed().tobytes(), bounds
-
-
-def decode_latents(payload: bytes, shapes: list[tuple[int, ...]], bounds: list[int], scales: np.ndarray,
-                   contexts: int) -> list[np.ndarray]:
-    """Inverse of :func:`encode_latents`."""
-    if len(payload) % 4:
-        raise FormatError("corrupt latent stream (length not a multiple of 4)")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype=np.uint32).copy())
-    out: list[np.ndarray | None] = [None] * len(shapes)
-    try:
-        for lv in reversed(range(len(shapes))):
-            shape = shapes[lv]
-            ctx = (np.zeros(shape, np.int64) if lv == len(shapes) - 1 or contexts == 1
-                   else context_from_parent(out[lv + 1], shape, contexts))
-            sc = scales[lv][ctx].reshape(-1).astype(np.float64)
-            vals = coder.decode(_lap_model(bounds[lv]), np.zeros_like(sc), sc)
-            out[lv] = vals.astype(np.int64).reshape(shape)
-    except (ValueError, RuntimeError, IndexError) as exc:
-        raise FormatError(f"corrupt latent stream ({exc})") from None
-    return [o for o in out if o is not None]
-
-
 def _mlp_tensors(model: GridModel) -> list[np.ndarray]:
     out = []
     for lin in model.layers:
@@ -546,8 +478,8 @@ def compress_grid(vol: Volume, cfg: GridConfig, target: Target | None = None, *,
     field_np = layout.to_field(vol.data)
     coord_shape, n_out = field_np.shape[:-1], field_np.shape[-1]
     levels = cfg.levels or default_levels(coord_shape)
-    goal = float(target.size_goal(vol.data.nbytes))  # type: ignore[arg-type]
-    tol = size_rtol(target) * goal  # keeps the *ratio* within ±rtol
+    size_goal = rate.SizeGoal.of(target, vol.data.nbytes, METHOD)
+    goal, tol = size_goal.goal, size_goal.tol
     model = GridModel(coord_shape, n_out, cfg, levels).to(device)
     n_mlp = sum(p.numel() for p in model.layers.parameters())
     # container + tables + network: measured on a provisional file
@@ -672,33 +604,37 @@ def compress_grid(vol: Volume, cfg: GridConfig, target: Target | None = None, *,
     qstep = land(latent_budget)
     ints = finetune(qstep, ft_steps)
     extra = {"steps": int(step), "lambda": float(lam), "lr": cfg.lr}
-    blob = b""
 
-    def build(mlp_bits: float) -> tuple[bytes, bytes]:
-        sc = (scales / qstep).astype(np.float32).astype(np.float64)
-        lat_payload, bounds = encode_latents(ints, sc, cfg.contexts)
+    def build(q: float, ints_q: list[np.ndarray], mlp_bits: float) -> tuple[bytes, bytes]:
+        sc = (scales / q).astype(np.float32).astype(np.float64)
+        lat_payload, bounds = encode_latents(ints_q, sc, cfg.contexts)
         mlp_payload, mlp_code_list = weight_coding.encode(_mlp_tensors(model), mlp_bits)
         mlp_codes = np.array([c.to_row() for c in mlp_code_list], dtype=np.float32)
         # fixed-point range of the exact synthesis: the largest activation seen, with margin
-        frac_bits, clip = _fixed_point(model, ints, qstep, coord_shape, levels, cfg, gen, device)
-        return _blob(vol, layout, cfg, levels, qstep, sc, bounds, mlp_payload, mlp_codes, lat_payload, frac_bits,
+        frac_bits, clip = _fixed_point(model, ints_q, q, coord_shape, levels, cfg, gen, device)
+        return _blob(vol, layout, cfg, levels, q, sc, bounds, mlp_payload, mlp_codes, lat_payload, frac_bits,
                      clip, extra), lat_payload
 
-    for _ in range(3):  # the real container, tables and network replace the provisional estimate
-        blob, lat_payload = build(cfg.mlp_bits)
-        if abs(len(blob) - goal) <= tol:
-            break
-        new_q = land(goal - (len(blob) - len(lat_payload)))
-        if new_q == qstep:
-            break
-        qstep = new_q
-        ints = finetune(qstep, max(1, ft_steps // 3))
+    # the real container, tables and network replace the provisional estimate
+    written: dict[str, Any] = {}
+
+    def make(state: tuple[float, list[np.ndarray]]) -> tuple[bytes, int]:
+        written["blob"], written["latents"] = build(state[0], state[1], cfg.mlp_bits)
+        written["step"] = state[0]
+        return written["blob"], len(written["latents"])
+
+    def reland(room: float) -> tuple[float, list[np.ndarray]] | None:
+        new_q = land(room)
+        return None if new_q == written["step"] else (new_q, finetune(new_q, max(1, ft_steps // 3)))
+
+    blob, (qstep, ints) = rate.land_file(make, reland, (qstep, ints), size_goal, tries=3)
+    lat_payload = written["latents"]
     mlp_bits = cfg.mlp_bits
     if len(blob) < goal - tol:
         # the latent size moves in jumps (many latents cross a rounding edge together):
         # spend what is left on finer network weights
         for b in np.arange(cfg.mlp_bits + 0.5, 16.01, 0.5):
-            cand, cand_lat = build(float(b))
+            cand, cand_lat = build(qstep, ints, float(b))
             if len(cand) > goal + tol:
                 break
             blob, lat_payload, mlp_bits = cand, cand_lat, float(b)
@@ -708,9 +644,8 @@ def compress_grid(vol: Volume, cfg: GridConfig, target: Target | None = None, *,
     rep.n_params, rep.step, rep.file_bytes = n_mlp, qstep, len(blob)
     rep.latent_bytes, rep.bits = len(lat_payload), mlp_bits
     rep.total_seconds = time.perf_counter() - t_start
-    if abs(len(blob) - goal) > tol:
-        raise TargetNotMet(f"grid: file of {len(blob)} bytes misses the {goal:.0f}-byte goal by more than "
-                           f"{100 * target.rtol:.0f}%", best=blob, achieved=vol.data.nbytes / len(blob))
+    if not size_goal.hit(len(blob)):
+        raise size_goal.missed(blob)
     return blob
 
 

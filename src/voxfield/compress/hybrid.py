@@ -34,11 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import zstandard
 
 from voxfield import __version__
-from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target, restore_dtype
+from voxfield.codecs.lossless import zstd_compress
 from voxfield.codecs.registry import CODECS, available_codecs, get_codec
 from voxfield.compress import container, hybrid_filter
 from voxfield.compress.classic import compress_volume, volume_header
@@ -53,6 +52,7 @@ from voxfield.compress.hybrid_names import (  # noqa: F401 - re-exported names o
     SELECTIONS,
     parse_method,
 )
+from voxfield.compress.rate import SizeGoal, land_file
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.io.validate import check_array
 from voxfield.io.volume import Volume
@@ -269,7 +269,7 @@ def _expand_flags(flags: np.ndarray, spatial: tuple[int, ...], block: int) -> np
 def _pack_flags(flags: np.ndarray) -> bytes:
     """Block flags as bits, zstd-compressed when that is shorter (first byte: 1 zstd, 0 raw)."""
     raw = np.packbits(flags.reshape(-1).astype(bool)).tobytes()
-    packed = zstandard.ZstdCompressor(level=19).compress(raw)
+    packed = zstd_compress(raw)
     return b"\x01" + packed if len(packed) < len(raw) else b"\x00" + raw
 
 
@@ -310,8 +310,8 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
         raise OptionError(f"the hybrid method aims for a ratio or a size, not {target.kind} "
                           "(an error bound goes with --max-error)")
     x = np.ascontiguousarray(vol.data)
-    goal = float(target.size_goal(x.nbytes))  # type: ignore[arg-type]
-    tol = size_rtol(target) * goal
+    size_goal = SizeGoal.of(target, x.nbytes, METHOD)
+    goal, tol = size_goal.goal, size_goal.tol
     codec = get_codec(cfg.prior)
     head_base = {"voxfield": __version__, "volume": volume_header(vol)}
     plan = hybrid_filter.conv_view(x.shape, vol.axes)
@@ -361,7 +361,7 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     base_mse = float(np.mean((x.astype(np.float64) - _decode_candidate(candidates["prior"]).astype(np.float64)) ** 2))
     rate.add(base_payload, base_mse)
     if cfg.residual == "filter":
-        blob = _filter_candidate(x, vol, cfg, plan, goal, tol, encode_prior, assemble, method_head, ref, progress, rep,
+        blob = _filter_candidate(x, vol, cfg, plan, size_goal, encode_prior, assemble, method_head, ref, progress, rep,
                                  rate)
         if blob is not None:
             candidates["prior+filter"] = blob
@@ -451,7 +451,7 @@ def _guide_loss(cfg: HybridConfig, plan: hybrid_filter.ConvPlan, x: np.ndarray, 
     rng = float(x.max()) - float(x.min()) or 1.0
     s_ref = float(x.std()) or 1.0
     if cfg.guide == "segmentation":
-        from voxfield.compress.guidance import DEFAULT_TAU_FRACTION, segmentation_guidance_loss
+        from voxfield.compress.modes.guidance import DEFAULT_TAU_FRACTION, segmentation_guidance_loss
 
         thr, mask = ref
         mask_t = torch.as_tensor(plan.forward(mask.astype(np.float32)))
@@ -463,7 +463,7 @@ def _guide_loss(cfg: HybridConfig, plan: hybrid_filter.ConvPlan, x: np.ndarray, 
             return segmentation_guidance_loss((out - thr) / s_ref, m, 0.0, tau)
 
         return seg
-    from voxfield.compress.guidance import ms_ssim_loss, ssim_guidance_scale
+    from voxfield.compress.modes.guidance import ms_ssim_loss, ssim_guidance_scale
 
     xt = torch.as_tensor(plan.forward(x.astype(np.float32)))
     scale = ssim_guidance_scale(rng) / s_ref**2
@@ -475,8 +475,8 @@ def _guide_loss(cfg: HybridConfig, plan: hybrid_filter.ConvPlan, x: np.ndarray, 
     return structural
 
 
-def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybrid_filter.ConvPlan, goal: float,
-                      tol: float, encode_prior: Callable[[float], tuple[bytes, np.ndarray]],
+def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybrid_filter.ConvPlan,
+                      size_goal: SizeGoal, encode_prior: Callable[[float], tuple[bytes, np.ndarray]],
                       assemble: Callable[..., bytes], method_head: Callable[..., dict[str, Any]], ref: Any,
                       progress: Callable[[str, float], None] | None, rep: HybridReport,
                       rate: RateModel) -> bytes | None:
@@ -494,7 +494,7 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
 
     over = container.overhead({"voxfield": __version__, "volume": volume_header(vol),
                                "method": header(width, list(grid), edge)}, ["prior", "filter"])
-    room = goal - over
+    room = size_goal.room(over)
     width = cfg.channels or auto_width(dims, cfg.kernel, room)
     n_params = hybrid_filter.param_count(dims, width, cfg.kernel)
     residual_bytes = n_params + est_flags + hybrid_filter.section_overhead(plan.batch, dims, width, cfg.kernel)
@@ -515,21 +515,23 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
     rep.filter_channels = width
     wpay, rows = hybrid_filter.encode_weights(weights)
     qweights = hybrid_filter.decode_weights(wpay, rows, dims, width, cfg.kernel)
-    block = None
-    blob = b""
-    for _ in range(3):  # land the file: re-code the prior for the measured side bytes
-        corrected = plan.inverse(hybrid_filter.run(prior_v, qweights, norm, cfg.kernel))
-        if block is None:  # the flag layout is chosen once, on the first prior
-            block = _flag_layout(cfg, x, dec, corrected, plan, ref, edge, rate, len(payload))
-        flags = _choose_flags(cfg, x, dec, corrected, plan, ref, block)
-        section = hybrid_filter.pack_section(norm, rows, _pack_flags(flags), wpay)
-        blob = assemble(header(width, list(flags.shape), block), {"prior": payload, "filter": section})
-        if abs(len(blob) - goal) <= tol:
-            return blob
-        payload, dec = encode_prior(len(payload) + (goal - len(blob)))
-        prior_v = plan.forward(dec)
-        norm = hybrid_filter.normalisation(prior_v)
-    return blob if abs(len(blob) - goal) <= tol else None
+    chosen: dict[str, int] = {}
+
+    def make(state: tuple[bytes, np.ndarray]) -> tuple[bytes, int]:
+        prior_payload, prior_dec = state
+        pv = plan.forward(prior_dec)
+        nm = hybrid_filter.normalisation(pv)
+        corrected = plan.inverse(hybrid_filter.run(pv, qweights, nm, cfg.kernel))
+        if "block" not in chosen:  # the flag layout is chosen once, on the first prior
+            chosen["block"] = _flag_layout(cfg, x, prior_dec, corrected, plan, ref, edge, rate, len(prior_payload))
+        flags = _choose_flags(cfg, x, prior_dec, corrected, plan, ref, chosen["block"])
+        section = hybrid_filter.pack_section(nm, rows, _pack_flags(flags), wpay)
+        blob = assemble(header(width, list(flags.shape), chosen["block"]), {"prior": prior_payload, "filter": section})
+        return blob, len(prior_payload)
+
+    # land the file: the prior is re-coded for the room the measured side bytes leave
+    blob, _ = land_file(make, encode_prior, (payload, dec), size_goal, tries=3)
+    return blob if size_goal.hit(len(blob)) else None
 
 
 def _flag_layout(cfg: HybridConfig, x: np.ndarray, prior: np.ndarray, corrected: np.ndarray,

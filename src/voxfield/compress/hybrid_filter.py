@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from voxfield.compress import weight_coding
+from voxfield.compress.entropy import weights as weight_coding
 
 #: Axis letters that are never convolved over (they index separate images).
 BATCH_AXES = "CS"

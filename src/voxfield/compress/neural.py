@@ -14,7 +14,7 @@
    most ``max_groups`` architectures (funnel ratio ``fr``), each group one batched model.
 5. **fit** — learning-rate-free by default (range test), cosine schedule, random voxels
    per step, for ``steps`` steps (or as many as fit in ``time_budget`` seconds); with
-   ``guide`` (application guidance, :mod:`~voxfield.compress.guidance`) the loss is
+   ``guide`` (application guidance, :mod:`~voxfield.compress.modes.guidance`) the loss is
    ``MSE + guide_weight x`` a segmentation (soft Dice at a threshold) or MS-SSIM loss.
 6. **quantise + entropy-code** — per-tensor uniform quantisation at ≥ 8 bits, ANS coding;
    the bit depth is searched so the file lands within tolerance of the target, then a
@@ -34,15 +34,15 @@ import numpy as np
 import torch
 
 from voxfield import __version__
-from voxfield.codecs._common import size_rtol
 from voxfield.codecs.base import Target
-from voxfield.compress import container, tables, weight_coding
+from voxfield.compress import container, rate, tables
 from voxfield.compress.allocate import allocate, max_blocks_for_budget, plan_groups
 from voxfield.compress.classic import volume_header
 from voxfield.compress.deblock import DeblockParams, choose_params, label_map
 from voxfield.compress.defaults import default_target
+from voxfield.compress.entropy import weights as weight_coding
 from voxfield.compress.field_layout import FieldLayout, decode_whole
-from voxfield.compress.guidance import (
+from voxfield.compress.modes.guidance import (
     DEFAULT_GUIDE_WEIGHT,
     DEFAULT_TAU_FRACTION,
     FieldGuide,
@@ -95,7 +95,7 @@ class NeuralConfig:
     time: str = "coord"
     seed: int = 0
     device: str = "auto"
-    # application guidance (voxfield.compress.guidance): None | "segmentation" | "ssim"
+    # application guidance (voxfield.compress.modes.guidance): None | "segmentation" | "ssim"
     guide: str | None = None
     guide_weight: float = DEFAULT_GUIDE_WEIGHT  # loss = MSE + guide_weight x guidance loss (0.3, measured)
     guide_threshold: float | None = None  # segmentation threshold in data units; None: Otsu's
@@ -397,8 +397,8 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
     if guide is not None:
         rep.guide, rep.guide_threshold = guide.kind, guide.data_threshold
     device = resolve_device(cfg.device)
-    goal = float(target.size_goal(vol.data.nbytes))  # type: ignore[arg-type]
-    tol = size_rtol(target) * goal  # keeps the *ratio* within ±rtol
+    size_goal = rate.SizeGoal.of(target, vol.data.nbytes, cfg.method)
+    goal, tol = size_goal.goal, size_goal.tol
     field_arr = layout.to_field(vol.data)
     n_in, n_out = field_arr.ndim - 1, field_arr.shape[-1]
     head_base = {"voxfield": __version__, "volume": volume_header(vol)}
@@ -484,37 +484,35 @@ def compress_neural(vol: Volume, cfg: NeuralConfig, target: Target | None = None
         for gi, members in enumerate(groups_idx):
             block_group[members] = gi
         ghead = [{"widths": list(widths[m[0]])} for m in groups_idx]
-        deb = DeblockParams()
-        for _ in range(4):  # land the file: the real header and tables replace the estimate
-            if cfg.deblock == "h264" and len(blocks) > 1:
-                groups = exact_groups(payload, codes, [widths[m[0]] for m in groups_idx], block_group, n_in, n_out, cfg,
-                                      bset)
+        fit_info = {"lrs": [float(r) for r in lrs], "steps": int(steps),
+                    "bandwidth": None if bandwidth is None else list(bandwidth), **guide_extra}
+
+        def make_file(b: float, p: bytes, c: np.ndarray, bset: BlockSet = bset, groups_idx: list[list[int]] = groups_idx,
+                      block_group: np.ndarray = block_group, ghead: list[dict[str, Any]] = ghead,
+                      fit_info: dict[str, Any] = fit_info, n_blocks: int = len(blocks),
+                      widths: list[list[int]] = widths) -> bytes:
+            deb = DeblockParams()
+            if cfg.deblock == "h264" and n_blocks > 1:
+                groups = exact_groups(p, c, [widths[m[0]] for m in groups_idx], block_group, n_in, n_out, cfg, bset)
                 deb = _choose_deblock(bset, groups, field_arr)
-            method = _method_header(cfg, layout, bset, ghead, float(bits), deb,
-                                    {"lrs": [float(r) for r in lrs], "steps": int(steps),
-                                     "bandwidth": None if bandwidth is None else list(bandwidth), **guide_extra})
-            blob = container.dumps({**head_base, "method": method},
-                                   {"tables": _tables(bset, block_group, codes), "weights": payload})
-            if abs(len(blob) - goal) <= tol:
-                break
-            weight_bytes = goal - (len(blob) - len(payload))
-            landed = _land_bits(nets, weight_bytes, tol)
-            if landed[1] is None:
-                break
-            bits, payload, codes = landed
+            method = _method_header(cfg, layout, bset, ghead, float(b), deb, fit_info)
+            return container.dumps({**head_base, "method": method},
+                                   {"tables": _tables(bset, block_group, c), "weights": p})
+
+        # land the file: the real header and tables replace the estimate
+        blob, bits, payload, codes = rate.land_weights(make_file, lambda b, nets=nets: _encode_all(nets, b),
+                                                       bits, payload, codes, size_goal)
         rep.n_blocks, rep.n_groups, rep.n_params = len(blocks), len(groups_idx), n_params
         rep.steps, rep.bits, rep.lrs = steps, float(bits), [float(r) for r in lrs]
         rep.file_bytes = len(blob)
-        if abs(len(blob) - goal) <= tol:
+        if size_goal.hit(len(blob)):
             rep.total_seconds = time.perf_counter() - t_start
             return blob
         if len(blob) < goal:  # even 16-bit weights leave room: plan bigger
             bpp = bpp * len(payload) / weight_bytes * 0.98
             continue
         break
-    raise TargetNotMet(f"{cfg.method}: could not land within ±{100 * target.rtol:.0f}% of {goal:.0f} bytes "
-                       f"(last file {rep.file_bytes} bytes)", best=None,
-                       achieved=vol.data.nbytes / rep.file_bytes if rep.file_bytes else None)
+    raise size_goal.missed(None, rep.file_bytes)
 
 
 def _overhead_guess(head_base: dict[str, Any], cfg: NeuralConfig, layout: FieldLayout, field_arr: np.ndarray) -> int:
@@ -548,7 +546,7 @@ def _samples_per_block(cfg: NeuralConfig, gdata: list[GroupData]) -> int:
 def _land_bits(nets: list[BatchedSiren], weight_bytes: float, tol: float
                ) -> tuple[float, bytes | None, np.ndarray | None]:
     """Bit depth in [8, 16] whose coded weights fill ``weight_bytes`` within ``tol``."""
-    return weight_coding.land_bits(lambda b: _encode_all(nets, b), weight_bytes, tol)
+    return rate.land_bits(lambda b: _encode_all(nets, b), weight_bytes, tol)
 
 
 # ---------------------------------------------------------------------------- decode

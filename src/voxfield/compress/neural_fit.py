@@ -12,14 +12,14 @@ weighted by block size, so the objective is the volume's MSE. Learning rate:
   size itself (learning rate 1.0, cosine decay);
 * ``"adam"``: Adam at the given ``lr`` (the classic hand-tuned setting).
 
-With application guidance (a :class:`~voxfield.compress.guidance.FieldGuide`) the loss is
+With application guidance (a :class:`~voxfield.compress.modes.guidance.FieldGuide`) the loss is
 ``MSE + weight x guidance``: segmentation guidance scores the same sampled voxels as the
-MSE against the reference mask (:func:`~voxfield.compress.guidance.segmentation_guidance_loss`,
+MSE against the reference mask (:func:`~voxfield.compress.modes.guidance.segmentation_guidance_loss`,
 soft Dice scaled so that ``weight`` means the same for sparse and dense segmentations); ssim
 guidance draws, from a generator of its own, a few small patches (16^3 voxels in 3-D, 32^2
 in 2-D, smaller when blocks or the per-block sample count are small) per block and scores
 them with MS-SSIM (``1 - MS-SSIM`` scaled by
-:func:`~voxfield.compress.guidance.ssim_guidance_scale`). Both are weighted by the blocks'
+:func:`~voxfield.compress.modes.guidance.ssim_guidance_scale`). Both are weighted by the blocks'
 shares of the volume like the MSE. The MSE draws stay exactly those of an unguided run; the
 learning-rate range test uses the MSE alone.
 """
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from voxfield.compress.guidance import FieldGuide, ms_ssim, segmentation_guidance_loss, ssim_guidance_scale
-from voxfield.compress.weight_coding import fake_quant
+from voxfield.compress.entropy.weights import fake_quant
+from voxfield.compress.modes.guidance import FieldGuide, ms_ssim, segmentation_guidance_loss, ssim_guidance_scale
 from voxfield.errors import OptionError
 from voxfield.fields.siren import BatchedSiren
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voxfield.codecs.base import restore_dtype
-from voxfield.compress import container, ebound, guard, registry, schema
+from voxfield.compress import container, guard, registry, schema
 from voxfield.compress.field_layout import FieldLayout
+from voxfield.compress.modes import ebound
 from voxfield.errors import FormatError, OptionError
 from voxfield.io.volume import Volume
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import zstandard
 
+from voxfield.codecs.lossless import zstd_compress, zstd_decompress
 from voxfield.errors import FormatError
 
 _ALLOWED = {"<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<f2", "<f4", "<f8", "|i1", "|u1"}
@@ -30,15 +30,12 @@ def pack(tables: dict[str, np.ndarray], *, level: int = 19) -> bytes:
         nb, db = name.encode(), dt.encode()
         out += struct.pack("<B", len(nb)) + nb + struct.pack("<B", len(db)) + db + struct.pack("<B", a.ndim)
         out += struct.pack(f"<{a.ndim}I", *a.shape) + a.tobytes()
-    return zstandard.ZstdCompressor(level=level).compress(bytes(out))
+    return zstd_compress(bytes(out), level)
 
 
 def unpack(blob: bytes) -> dict[str, np.ndarray]:
     """Inverse of :func:`pack`; raises :class:`FormatError` on anything malformed."""
-    try:
-        raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=256 * 2**20)
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"corrupt table section ({exc})") from None
+    raw = zstd_decompress(blob, 256 * 2**20, what="table section")
     pos, out = 0, {}
     try:
         while pos < len(raw):

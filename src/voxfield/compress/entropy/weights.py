@@ -15,7 +15,6 @@ the stored (family, scale, K), so decoding is exact and deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,12 +22,13 @@ import constriction
 import numpy as np
 import torch
 
+from voxfield.compress.defaults import MIN_WEIGHT_BITS
 from voxfield.errors import FormatError, describe_exception, library_failure
 
 T = TypeVar("T")
 
 FAMILIES = ("gauss", "laplace", "uniform")
-MIN_BITS = 8.0
+MIN_BITS = MIN_WEIGHT_BITS
 
 
 @dataclass(frozen=True)
@@ -164,35 +164,3 @@ def fake_quant(t: torch.Tensor, bits: float) -> torch.Tensor:
     step = torch.where(peak > 0, 2.0 * peak / (2.0**bits - 1.0), torch.ones_like(peak))
     q = torch.round(t / step) * step
     return t + (q - t).detach()
-
-
-def land_bits(encode_at: Callable[[float], tuple[bytes, T]], weight_bytes: float, tol: float,
-              max_bits: float = 16.0) -> tuple[float, bytes | None, T | None]:
-    """Bit depth in ``[MIN_BITS, max_bits]`` whose coded weights fill ``weight_bytes``
-    within ``tol`` bytes, by bisection; ``encode_at(bits)`` returns (payload, codes).
-
-    Returns ``(bits, payload, codes)``; ``payload`` is None when even ``MIN_BITS`` overshoots
-    by more than half the tolerance (the caller plans a smaller network). When even
-    ``max_bits`` leaves room, that depth is returned (the caller may plan bigger)."""
-    lo, hi = MIN_BITS, max_bits
-    p_lo, c_lo = encode_at(lo)
-    if len(p_lo) > weight_bytes + 0.5 * tol:
-        return lo, None, None
-    best = (abs(len(p_lo) - weight_bytes), lo, p_lo, c_lo)
-    p_hi, c_hi = encode_at(hi)
-    if len(p_hi) <= weight_bytes:
-        return hi, p_hi, c_hi
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        p, c = encode_at(mid)
-        miss = abs(len(p) - weight_bytes)
-        if miss < best[0] and len(p) <= weight_bytes + 0.5 * tol:
-            best = (miss, mid, p, c)
-        if miss <= 0.25 * tol:
-            break
-        if len(p) > weight_bytes:
-            hi = mid
-        else:
-            lo = mid
-    return best[1], best[2], best[3]
-

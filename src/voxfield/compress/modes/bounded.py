@@ -1,5 +1,5 @@
 """Error-bounded compression with any method: the method's file plus the entropy-coded
-residual of :mod:`voxfield.compress.ebound` (``voxfield compress --max-error E``).
+residual of :mod:`voxfield.compress.modes.ebound` (``voxfield compress --max-error E``).
 
 For classic codecs and the hybrid method the base ratio is searched: the file is made at a
 few base ratios with the prior codec alone, the one giving the smallest total is kept, and
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from voxfield.codecs.base import Codec, Target
-from voxfield.compress import ebound
 from voxfield.compress.classic import compress_volume
 from voxfield.compress.defaults import DEFAULT_RATIO
+from voxfield.compress.modes import ebound
 from voxfield.compress.registry import Method, get_method
 from voxfield.io.volume import Volume
 
