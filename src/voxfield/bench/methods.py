@@ -7,15 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxfield.codecs.base import Target
-from voxfield.codecs.registry import get_codec
-from voxfield.compress import hybrid
-from voxfield.compress.classic import compress_volume
-from voxfield.compress.methods import NEURAL_METHODS, compress_field, make_config
+from voxfield.codecs.registry import CODECS, get_codec
+from voxfield.compress.api import resolve_method
+from voxfield.compress.defaults import NEURAL_RTOL
+from voxfield.compress.registry import Method, get_method
 from voxfield.errors import OptionError
 from voxfield.io.volume import Volume
-
-#: Tolerance on the ratio of neural methods (they land within ±2 %).
-NEURAL_RTOL = 0.02
 
 
 def _value(text: str) -> Any:
@@ -41,13 +38,25 @@ class MethodSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def classic(self) -> bool:
+        """A classic codec of :mod:`voxfield.codecs` (``sz3``, ``zstd[level=3]``)."""
+        return self.name in CODECS
+
+    def resolve(self) -> tuple[Method, Any]:
+        """The registered method and its validated configuration (every benchmark row is
+        encoded through :mod:`voxfield.compress.registry`, like ``voxfield compress``)."""
+        reg, implied = resolve_method(None, self.name) if self.classic else resolve_method(self.name, None)
+        method = get_method(reg)
+        return method, method.config(**{**implied, **self.settings})
+
+    @property
     def hybrid(self) -> bool:
-        return self.name.split(":", 1)[0] == hybrid.METHOD
+        return not self.classic and get_method(resolve_method(self.name, None)[0]).kind == "hybrid"
 
     @property
     def neural(self) -> bool:
-        """Fitted at encode time (neural and hybrid methods)."""
-        return self.name in NEURAL_METHODS or self.hybrid
+        """Fitted at encode time (every registered method but the classic codecs)."""
+        return not self.classic
 
     @property
     def lossless(self) -> bool:
@@ -71,24 +80,18 @@ class MethodSpec:
         return spec
 
     def validate(self) -> None:
-        if self.hybrid:
-            hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
-        elif self.neural:
-            make_config(self.name, **self.settings)
-        else:
-            get_codec(self.name, **self.settings)
+        self.resolve()
 
     def encode(self, vol: Volume, target: Target) -> tuple[bytes, Any]:
         """Compress ``vol`` to ``.vxf`` bytes (raises TargetNotMet like the codecs); returns
         the bytes and the neural fit report (None for classic codecs)."""
+        method, config = self.resolve()
+        if self.classic:
+            return method.encode(vol, target, config)[0], None
         if self.hybrid:  # the classic codecs' target, so "prior alone" is the classic run's own file
-            rep = hybrid.HybridReport()
-            cfg = hybrid.HybridConfig.make(hybrid.parse_method(self.name), **self.settings)
-            return hybrid.compress_hybrid(vol, cfg, target, report=rep), rep
-        if self.neural:
-            t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
-            return compress_field(vol, self.name, t, self.settings)
-        return compress_volume(vol, get_codec(self.name, **self.settings), target), None
+            return method.encode(vol, target, config)
+        t = Target(target.kind, target.value, min(target.rtol, NEURAL_RTOL)) if target.kind == "ratio" else target
+        return method.encode(vol, t, config)
 
 
 def parse_methods(text: str) -> list[str]:
