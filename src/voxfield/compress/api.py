@@ -181,7 +181,8 @@ def compress(data: Any, *, method: str | None = None, codec: str | None = None, 
     when ``check``, so a file that does not decode is never written).
 
     ``method``: a registered method (``"sci"``, ``"siren"``, ``"grid"``, ``"cryo-pe"``,
-    ``"hybrid"``/``"hybrid:PRIOR"``, ``"classic:CODEC"``, or one added through
+    ``"hybrid"``/``"hybrid:PRIOR"``, ``"auto"`` (hybrid with the prior picked by a probe of
+    every classic codec), ``"classic:CODEC"``, or one added through
     :mod:`voxfield.compress.registry`), or ``codec`` for a classic codec; default
     :data:`DEFAULT_METHOD`. One target: ``ratio``, ``psnr`` (classic codecs),
     ``lossless``, ``max_error``/``rel_error`` (every voxel within the bound: the codec's

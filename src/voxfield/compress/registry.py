@@ -50,6 +50,7 @@ BUILTIN: dict[str, str] = {
     "cryo-pe": "voxfield.compress.methods.cryo_pe_field",
     "cryo-pe-set": "voxfield.compress.methods.cryo_pe_sets",
     "hybrid": "voxfield.compress.methods.hybrid_residual",
+    "auto": "voxfield.compress.methods.auto_choice",
 }
 
 #: Progress callback: ``progress(stage, fraction)``.
@@ -221,7 +222,10 @@ def method_for_header(header: dict[str, Any], path: Any = None) -> Method:
 
 
 def header_check(name: str) -> Callable[[dict[str, Any], Any, Any], None] | None:
-    """The :meth:`Method.check_header` of a method already registered (None otherwise);
-    the schema uses it for methods it does not know itself."""
+    """The :meth:`Method.check_header` of a built-in or already registered method (None
+    otherwise); the schema uses it for methods it does not know itself."""
     cls = _REGISTERED.get(name)
+    if cls is None and name in BUILTIN:  # a built-in method not imported yet
+        importlib.import_module(BUILTIN[name])
+        cls = _REGISTERED.get(name)
     return None if cls is None else cls().check_header

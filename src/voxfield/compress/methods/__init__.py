@@ -10,6 +10,7 @@ module                 name(s)             what
 ``cryo_pe_field``      ``cryo-pe``         occupancy mask + positional-encoding MLP (maps)
 ``cryo_pe_sets``       ``cryo-pe-set``     several maps, one network, one latent each
 ``hybrid_residual``    ``hybrid``          a classic prior + a neural residual filter
+``auto_choice``        ``auto``            hybrid, the prior picked per volume by a probe
 =====================  ==================  =============================================
 
 The shortcuts below (``NEURAL_METHODS``, :func:`make_config`, :func:`compress_field`) go
