@@ -196,3 +196,27 @@ def test_bad_stores(tmp_path: Path) -> None:
     write_volume(Volume(np.zeros((2, 8, 8), np.uint8), "ZYX"), out)
     with pytest.raises(FormatError, match="level 5 does not exist"):
         read_volume(out, level=5)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_truncated_blosc_chunk_is_refused_every_time(tmp_path: Path, version: str) -> None:
+    """A Blosc chunk cut short may decode from memory past its end (garbage one run, an
+    error the next): the reader checks each chunk's size against its Blosc header first."""
+    rng = np.random.default_rng(3)
+    vol = Volume(rng.integers(0, 4000, (24, 24, 24), dtype=np.uint16), "ZYX", (1.0, 1.0, 1.0), "um")
+    out = tmp_path / "u16.ome.zarr"
+    omezarr.write(vol, out, version=version)
+    chunks = [f for f in (out / "0").rglob("*") if f.is_file() and not f.name.startswith(".")
+              and f.name != "zarr.json"]
+    assert chunks
+    victim = max(chunks, key=lambda f: f.stat().st_size)
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 2])
+    for _ in range(3):
+        with pytest.raises(FormatError, match="truncated"):
+            read_volume(out)
+    victim.write_bytes(raw + b"\0")  # too long is refused as well
+    with pytest.raises(FormatError, match="Blosc header"):
+        read_volume(out)
+    victim.write_bytes(raw)
+    np.testing.assert_array_equal(read_volume(out).data, vol.data)
