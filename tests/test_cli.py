@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -298,7 +299,11 @@ def test_existing_output_needs_force(example, tmp_path):
 def test_demo_runs_on_shipped_map(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo"), "--time-budget", "5"]) == 0
     out = capsys.readouterr().out
-    assert "PSNR" in out and "sperr" in out and "sci" in out
+    assert "PSNR" in out and "sperr" in out and "auto" in out  # the default method, then the classic codecs
+    gain = re.search(r"auto vs the best classic codec here \((\w+)\): ([+-][0-9.]+) dB", out)
+    assert gain is not None, out
+    # auto keeps the prior codec's own file where its residual does not pay: never far below
+    assert float(gain.group(2)) > -0.3, out
     assert "identical to the same region of the full decode" in out
     assert (tmp_path / "demo" / "compare.png").exists()
     dec = read_volume(tmp_path / "demo" / "emd_3488_crop64.decoded.mrc")

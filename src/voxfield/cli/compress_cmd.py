@@ -96,7 +96,7 @@ def describe_fit(method: str, rep: Any) -> str:
 def compress(
     input: Annotated[Path, typer.Argument(help="Volume to compress (.mrc/.map(.gz), .tif, .ome.zarr, .npy, .npz, .h5).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output .vxf file [default: INPUT.vxf].")] = None,
-    method: Annotated[str | None, typer.Option(help=f"Neural method: {', '.join(NEURAL_METHODS)} [default: {DEFAULT_METHOD}], auto (hybrid with the prior picked per volume by a probe of every classic codec), or hybrid[:PRIOR] (a classic codec + neural residual; PRIOR: {', '.join(PRIORS)}).")] = None,
+    method: Annotated[str | None, typer.Option(help=f"Method [default: {DEFAULT_METHOD}]: auto (hybrid with its prior codec picked per volume by a probe of every classic codec), hybrid[:PRIOR] (a classic codec + neural residual; PRIOR: {', '.join(PRIORS)}), or a pure neural field: {', '.join(NEURAL_METHODS)} (lower quality than the classic codecs at the same size).")] = None,
     codec: Annotated[str | None, typer.Option(help="Classic codec instead of a neural method: " + ", ".join(available_codecs()))] = None,
     ratio: Annotated[float | None, typer.Option(help="Target compression ratio (original bytes / file bytes).")] = None,
     max_error: Annotated[float | None, typer.Option("--max-error", help="Absolute error bound E, in data units: every voxel decodes within E (any method; neural and hybrid methods add an entropy-coded residual, with --ratio as the base's ratio).")] = None,

@@ -23,10 +23,10 @@ DEMO_CODECS = ("zfp", "sz3", "jpeg2k", "sperr", "hevc")
 def demo(
     out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the demo's files.")] = Path("voxfield-demo"),
     ratio: Annotated[float, typer.Option(help="Target compression ratio.")] = 64.0,
-    method: Annotated[str, typer.Option(help="Neural method of the round trip.")] = DEFAULT_METHOD,
-    time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds of training for the neural method.")] = 60.0,
+    method: Annotated[str, typer.Option(help="Method of the round trip (default: auto).")] = DEFAULT_METHOD,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds of training per neural fit.")] = 60.0,
 ) -> None:
-    """Compress the shipped EMD-3488 crop with the neural default method and the classic
+    """Compress the shipped EMD-3488 crop with the default method and the classic
     codecs at one ratio, decode it whole and in part, report quality, draw slices."""
     from rich.table import Table
 
@@ -60,11 +60,20 @@ def demo(
             rows.append((name, compress_volume(vol, c, Target.ratio(ratio)), time.perf_counter() - t0))
         except TargetNotMet as exc:
             table.add_row(name, "missed", str(exc)[:60], "", "", "")
+    scores: dict[str, tuple[float, float]] = {}
     for name, b, secs in rows:
         m = measure(vol, decompress(b), compressed_nbytes=len(b))
+        scores[name] = (m["psnr_db"], m["ratio"])
         table.add_row(name, f"{m['ratio']:.1f}", f"{m['psnr_db']:.2f}", f"{m['ssim']:.4f}",
                       f"{m['fsc_0.5_A']:.2f}" if m.get("fsc_0.5_A") else "–", f"{secs:.1f}")
     console.out.print(table)
+    classic = {k: v for k, v in scores.items() if k != method}
+    if classic:
+        best = max(classic, key=lambda k: classic[k][0])
+        gain = scores[method][0] - classic[best][0]
+        console.out.print(f"{method} vs the best classic codec here ({best}): {gain:+.2f} dB "
+                          f"(ratios {scores[method][1]:.1f} and {classic[best][1]:.1f})"
+                          + ("" if gain >= 0 else " — the classic codec is better on this volume"))
 
     dec = decompress(vxf)
     decoded = out / src.name.replace(".mrc.gz", ".decoded.mrc")

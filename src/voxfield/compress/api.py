@@ -99,7 +99,7 @@ def describe(path: str | os.PathLike[str], *, quick: bool = False) -> dict[str, 
 
 # ---------------------------------------------------------------------------- compress
 #: Method of :func:`compress` without ``method``/``codec``.
-DEFAULT_METHOD = "sci"
+DEFAULT_METHOD = "auto"
 
 
 @dataclass
