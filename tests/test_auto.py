@@ -186,6 +186,7 @@ def test_auto_file_records_the_choice(crop: Volume, crop_auto, tmp_path: Path) -
     np.testing.assert_array_equal(arr[3:40, 10:20, 33], full[3:40, 10:20, 33])
 
 
+@pytest.mark.slow
 def test_auto_on_a_smooth_volume() -> None:
     vol = smooth_volume()
     res = voxfield.compress(vol, method="auto", ratio=32, **FAST)
@@ -197,7 +198,7 @@ def test_auto_on_a_smooth_volume() -> None:
 
 def test_full_record_holds_the_probe_table(tmp_path: Path) -> None:
     vol = smooth_volume(32)
-    res = voxfield.compress(vol, method="auto", ratio=16, residual="none", record_db=10.0)
+    res = voxfield.compress(vol, method="auto", ratio=16, residual="none", record_db=10.0, plain=False)
     assert res.report.record_detail == "full"
     with container.VxfReader(res.payload) as r:
         rec = r.header["method"]["auto"]
@@ -218,7 +219,7 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     np.save(src, vol.data)
     out = tmp_path / "smooth.vxf"
     assert main(["compress", str(src), "-o", str(out), "--method", "auto", "--ratio", "24", "--steps", "100",
-                 "--time-budget", "2", "--set", "record_db=10"]) == 0
+                 "--time-budget", "2", "--set", "record_db=10", "--set", "plain=false"]) == 0
     said = capsys.readouterr().out
     assert "auto -> hybrid:" in said and "probe at 24x" in said
     assert main(["info", str(out), "--json"]) == 0
@@ -232,9 +233,30 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     np.testing.assert_array_equal(np.load(back), decompress(out.read_bytes()).data)
 
 
+def test_plain_codec_file_when_the_residual_does_not_pay(tmp_path: Path) -> None:
+    """On a smooth volume where a codec alone wins, auto writes that codec's own file (no
+    record, so no bytes lost to it): never below the codecs it picked."""
+    from voxfield.metrics import psnr
+
+    vol = smooth_volume(32)
+    res = voxfield.compress(vol, method="auto", ratio=24, residual="none")
+    with container.VxfReader(res.payload) as r:
+        name = r.header["method"]["name"]
+    got = float(psnr(vol.data, decompress(res.payload).data))
+    assert abs(res.ratio / 24 - 1) <= 0.02
+    picked = [f for f in res.report.fits if f.get("plain")]
+    assert picked, res.report.fits
+    for f in picked:  # every plain file auto made, at the same goal, scores no better
+        own = voxfield.compress(vol, codec=f["prior"], ratio=24, tolerance=0.02)
+        assert got >= float(psnr(vol.data, decompress(own.payload).data)) - 1e-9 or len(own.payload) > len(res.payload)
+    # a classic file is written exactly when one of the plain files was kept
+    assert (name == "classic") == any(f.get("kept") for f in picked)
+
+
+@pytest.mark.slow
 def test_error_bound(crop: Volume) -> None:
     bound = 0.01 * float(np.ptp(crop.data))
-    res = voxfield.compress(crop, method="auto", max_error=bound, ratio=32, **FAST)
+    res = voxfield.compress(crop, method="auto", max_error=bound, ratio=32, plain=False, **FAST)
     dec = decompress(res.payload).data
     assert float(np.max(np.abs(dec.astype(np.float64) - crop.data))) <= bound
     with container.VxfReader(res.payload) as r:

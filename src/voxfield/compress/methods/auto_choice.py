@@ -33,7 +33,9 @@ then the full method runs at the chosen base ratio.
 Settings (``--set key=value``): every key of the hybrid method's configuration except
 ``prior``, plus ``candidates`` (comma-separated priors to consider, default all),
 ``probe_voxels`` (most voxels probed), ``probe_crops`` (sub-volumes of a larger volume),
-``runner_up_db`` and ``record_db``.
+``runner_up_db``, ``record_db`` and ``plain`` (default true: when a picked codec's own
+file at the whole goal scores higher than the fitted file, that plain classic file is
+written instead, so auto is never below the codecs it picked by the record's bytes).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def config_class() -> type:
             probe_crops: int = PROBE_CROPS  # sub-volumes probed in a larger volume
             runner_up_db: float = RUNNER_UP_DB  # fit the runner-up too when this close on the probe
             record_db: float = RECORD_DB  # most PSNR the choice record in the header may cost
+            plain: bool = True  # keep a picked codec's own file (no record) when it scores higher
 
             def validate(self) -> None:
                 super().validate()
@@ -276,11 +279,40 @@ class Auto(Method):
             if abs(len(out) - goal) <= tol:
                 break
         assert out is not None
+        if config.plain:
+            out = self._plain_if_better(vol, target, picks, out, goal, tol, rep)
         if abs(len(out) - goal) > tol:
             raise TargetNotMet(f"auto: the file of {len(out):,} bytes (ratio {raw / len(out):.4g}) misses the "
                                f"{goal:,.0f}-byte goal (ratio {raw / goal:.4g}) by more than {100 * tol / goal:.1f}%",
                                best=out, achieved=raw / len(out))
         return out, rep
+
+    def _plain_if_better(self, vol: Any, target: Any, picks: list[str], out: bytes, goal: float, tol: float,
+                         rep: AutoReport) -> bytes:
+        """The picked codecs' own files at the whole goal (no record, no hybrid header),
+        kept instead of ``out`` when one scores higher at the goal: where the residual does
+        not pay, the record's bytes would otherwise leave auto a little below the codec. Such
+        a file is a plain classic ``.vxf``, byte for byte what ``--codec NAME`` writes."""
+        from voxfield.codecs.registry import get_codec
+        from voxfield.compress.classic import compress_volume
+
+        best, best_score = out, _psnr_at_goal(vol.data, out, goal)[1]
+        for codec in picks:
+            try:
+                plain = compress_volume(vol, get_codec(codec), target)
+            except TargetNotMet:
+                continue
+            if abs(len(plain) - goal) > tol:
+                continue
+            p, score = _psnr_at_goal(vol.data, plain, goal)
+            rep.fits.append({"prior": codec, "bytes": len(plain), "psnr": p, "score": score, "kept": False,
+                             "plain": True})
+            if score > best_score:
+                best, best_score = plain, score
+                for f in rep.fits:
+                    f["kept"] = f is rep.fits[-1]
+                rep.prior, rep.kept, rep.record_detail = codec, "the codec's own file", "none (a classic file)"
+        return best
 
     def _probe(self, vol: Any, target: Any, config: Any, goal: float) -> ProbeTable:
         """The probe at ``target``. Prior-only encodes (``residual="none"``: what the
@@ -356,16 +388,19 @@ class Auto(Method):
         from voxfield.compress import hybrid
 
         rep: AutoReport = report
-        lines = [f"auto -> hybrid:{rep.prior} ({rep.kept or '?'}), {rep.prior}: {rep.reason}"]
+        plain = any(f.get("plain") and f.get("kept") for f in rep.fits)
+        head = f"{rep.prior} (the codec's own file)" if plain else f"hybrid:{rep.prior} ({rep.kept or '?'})"
+        lines = [f"auto -> {head}, {rep.prior}: {rep.reason}"]
         if rep.table is not None:
             t = rep.table
             lines.append(f"probe at {t.target_text()} on {t.where()}, {t.seconds:.1f} s: "
                          + ", ".join(t.cell(r) for r in t.rows))
-        fits = ", ".join(f"hybrid:{f['prior']} " + (f"failed ({f['error']})" if "error" in f else
+        fits = ", ".join(("" if f.get("plain") else "hybrid:") + f"{f['prior']} "
+                         + (f"failed ({f['error']})" if "error" in f else
                                                     f"{f['psnr']:.2f} dB{' (kept)' if f['kept'] else ''}")
                          for f in rep.fits)
         lines.append(f"fits ({rep.fit_seconds:.1f} s): {fits}")
-        if rep.hybrid is not None:
+        if rep.hybrid is not None and not plain:
             lines.append(hybrid.describe_choice(rep.hybrid))
         return "\n  ".join(lines)
 
