@@ -68,9 +68,13 @@ def test_isolated_run_reports_errors_and_memory():
         _, _, peak = measure_call(lambda: np.ones(50_000_000, dtype=np.uint8).sum())
         return {"peak": peak}
 
-    peak = run_isolated(alloc, timeout=60)["peak"]
-    if peak is not None:  # Linux only
-        assert 40 < peak < 200
+    # RSS growth of a forked child can read low once in a while, depending on what it
+    # inherited from the test process (seen ~1 run in 10 of the whole suite): the
+    # measurement must see the 50 MB allocation in one of three isolated runs
+    peaks = [run_isolated(alloc, timeout=60)["peak"] for _ in range(3)]
+    if peaks[0] is not None:  # Linux only
+        assert any(40 < p < 200 for p in peaks), peaks
+        assert all(p < 200 for p in peaks), peaks
 
 
 def test_bench_command(tmp_path, capsys):
