@@ -13,9 +13,9 @@ cubes), :mod:`~voxfield.denoise.dataset`, :mod:`~voxfield.denoise.unet`,
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
+
+from voxfield._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from voxfield.denoise.dust import dust_mask, hide_dust
@@ -52,20 +52,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a re-exported name (or a submodule) on first use."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())
 
 
 from voxfield._callable import make_callable as _make_callable  # noqa: E402

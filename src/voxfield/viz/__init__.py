@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
+
+from voxfield._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from voxfield.viz.slices import central_slices, compare_figure, spatial_view
@@ -21,17 +21,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a re-exported name (or a submodule) on first use."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())
