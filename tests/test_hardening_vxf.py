@@ -50,7 +50,8 @@ def seeds(tmp_path_factory) -> dict[str, Path]:
         "sci": ["--method", "sci", "--steps", "5", "--ratio", "8"],
         "grid": ["--method", "grid", "--steps", "30", "--ratio", "16"],
         "cryo-pe": ["--method", "cryo-pe", "--steps", "5", "--ratio", "8"],
-        "hybrid": ["--method", "hybrid:sz3", "--steps", "20", "--ratio", "32"],
+        "hybrid": ["--method", "hybrid:sz3", "--steps", "20", "--ratio", "32", "--set", "learned=none"],
+        "learned": ["--method", "hybrid:sz3", "--ratio", "32", "--set", "residual=none", "--set", "learned=cryoem"],
         "ebound": ["--codec", "jpeg2k", "--ratio", "8", "--max-error", "0.01"],
     }
     out: dict[str, Path] = {}
@@ -64,6 +65,8 @@ def seeds(tmp_path_factory) -> dict[str, Path]:
         out["set"] = p
     assert {"zstd", "sci", "grid", "cryo-pe", "hybrid", "set"} <= set(out), f"seed files missing: {sorted(out)}"
     assert _parts(out["hybrid"])[0]["method"].get("filter"), "the hybrid seed should keep its filter"
+    assert "learned" in out and _parts(out["learned"])[0]["method"].get("learned"), \
+        "the learned seed should keep its learned prior"
     return out
 
 
@@ -132,6 +135,11 @@ FORGED = [
     ("hybrid", ["method", "filter", "channels"], 2**31),
     ("hybrid", ["method", "filter", "kernel"], 4),
     ("hybrid", ["method", "flags", "shape"], [2**30, 2**30]),
+    ("learned", ["method", "learned"], 5),
+    ("learned", ["method", "learned", "width"], 2**31),
+    ("learned", ["method", "learned", "domain"], "moon"),
+    ("learned", ["method", "learned", "flags", "shape"], [2**30, 2**30]),
+    ("learned", ["method", "learned", "flags", "block"], 0),
     ("zstd", ["method", "codec"], None),
     ("zstd", ["method", "codec", "name"], 7),
     ("zstd", ["volume", "shape", 0], 2**20),  # plausible header: only the decode can tell
@@ -320,7 +328,7 @@ def test_killed_decompress_leaves_no_debris_after_the_next_run(seeds, tmp_path):
     np.testing.assert_array_equal(read_volume(out).data, decompress(seeds["sci"]).data)
 
 
-@pytest.mark.parametrize("name", ["sci", "grid", "cryo-pe", "hybrid", "ebound", "set"])
+@pytest.mark.parametrize("name", ["sci", "grid", "cryo-pe", "hybrid", "learned", "ebound", "set"])
 def test_decoding_does_not_depend_on_the_thread_count(seeds, name):
     """The same file decodes to the same bits with 1 and 2 torch threads (a machine's core
     count must not change what an archive holds)."""

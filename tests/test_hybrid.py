@@ -22,7 +22,7 @@ from voxfield.io import read_volume
 from voxfield.io.volume import Volume
 from voxfield.metrics import psnr
 
-FAST = {"steps": 150, "time_budget": 20.0}
+FAST = {"steps": 150, "time_budget": 20.0, "learned": "none"}  # the issue-7 hybrid; learned: test_learned_prior
 
 
 def crop_volume() -> Volume:

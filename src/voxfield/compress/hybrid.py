@@ -37,9 +37,13 @@ import torch
 
 from voxfield import __version__
 from voxfield.codecs.base import Target, restore_dtype
-from voxfield.codecs.lossless import zstd_compress
 from voxfield.codecs.registry import CODECS, available_codecs, get_codec
 from voxfield.compress import container, hybrid_filter
+from voxfield.compress.block_flags import block_sums as _block_sums
+from voxfield.compress.block_flags import expand_flags as _expand_flags
+from voxfield.compress.block_flags import flag_grid
+from voxfield.compress.block_flags import pack_flags as _pack_flags
+from voxfield.compress.block_flags import unpack_flags as _unpack_flags
 from voxfield.compress.classic import compress_volume, volume_header
 from voxfield.compress.defaults import default_target
 
@@ -52,6 +56,7 @@ from voxfield.compress.hybrid_names import (  # noqa: F401 - re-exported names o
     SELECTIONS,
     parse_method,
 )
+from voxfield.compress.learned import stage as learned_stage
 from voxfield.compress.rate import SizeGoal, land_file
 from voxfield.errors import FormatError, OptionError, TargetNotMet
 from voxfield.io.validate import check_array
@@ -76,6 +81,7 @@ class HybridConfig:
     guide: str | None = None
     guide_weight: float = 0.3
     guide_threshold: float | None = None
+    learned: str = "auto"  # learned prior stage: auto (each shipped domain, kept where it pays), none, or a domain
     seed: int = 0
     device: str = "auto"
 
@@ -104,14 +110,16 @@ class HybridConfig:
             raise OptionError("guidance in the hybrid method works with residual=filter")
         if self.guide_weight <= 0:
             raise OptionError("guide_weight must be > 0")
+        learned_stage.check_choice(self.learned)
 
     @classmethod
     def make(cls, prior: str | None = None, **settings: Any) -> HybridConfig:
         bad = set(settings) - set(asdict(cls()))
         if bad:
             raise OptionError(f"unknown option(s) for hybrid: {', '.join(sorted(bad))}")
-        if settings.get("residual") is None and "residual" in settings:
-            settings["residual"] = "none"
+        for key in ("residual", "learned"):  # ``--set residual=none`` arrives as None
+            if key in settings and settings[key] is None:
+                settings[key] = "none"
         cfg = cls(**settings) if prior is None else cls(**{**settings, "prior": prior})
         cfg.validate()
         return cfg
@@ -198,6 +206,7 @@ class HybridReport:
     seconds: float = 0.0
     prior_seconds: float = 0.0
     residual_seconds: float = 0.0
+    learned: learned_stage.StageReport | None = None
 
 
 # ---------------------------------------------------------------------------- scores
@@ -237,60 +246,6 @@ def _block_errors(kind: str, x: np.ndarray, y: np.ndarray, plan: hybrid_filter.C
     else:
         bad = (xv - yv) ** 2
     return _block_sums(bad, block)
-
-
-def _block_sums(a: np.ndarray, block: int) -> np.ndarray:
-    """Sums over blocks of ``block`` voxels per spatial edge: shape (N, *n_blocks)."""
-    out = a
-    for ax in range(1, a.ndim):
-        n = out.shape[ax]
-        if block >= n:
-            out = out.sum(axis=ax, keepdims=True)
-            continue
-        nb = -(-n // block)
-        pad = nb * block - n
-        if pad:
-            widths = [(0, 0)] * out.ndim
-            widths[ax] = (0, pad)
-            out = np.pad(out, widths)
-        shape = out.shape[:ax] + (nb, block) + out.shape[ax + 1:]
-        out = out.reshape(shape).sum(axis=ax + 1)
-    return out
-
-
-def _expand_flags(flags: np.ndarray, spatial: tuple[int, ...], block: int) -> np.ndarray:
-    out = flags
-    for ax, n in enumerate(spatial, start=1):
-        out = np.repeat(out, block, axis=ax)
-        out = np.take(out, np.arange(n), axis=ax)
-    return out
-
-
-def _pack_flags(flags: np.ndarray) -> bytes:
-    """Block flags as bits, zstd-compressed when that is shorter (first byte: 1 zstd, 0 raw)."""
-    raw = np.packbits(flags.reshape(-1).astype(bool)).tobytes()
-    packed = zstd_compress(raw)
-    return b"\x01" + packed if len(packed) < len(raw) else b"\x00" + raw
-
-
-def _unpack_flags(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    n = int(np.prod(shape, dtype=np.int64))
-    if not blob or blob[0] not in (0, 1):
-        raise FormatError("corrupt hybrid block flags")
-    from voxfield.codecs.lossless import zstd_decompress
-
-    try:
-        raw = zstd_decompress(blob[1:], (n + 7) // 8) if blob[0] else blob[1:]
-        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    except FormatError as exc:
-        raise FormatError(f"corrupt hybrid block flags ({exc.message})") from None
-    if bits.size < n:
-        raise FormatError("corrupt hybrid block flags (too few)")
-    return bits[:n].reshape(shape).astype(bool)
-
-
-def flag_grid(plan: hybrid_filter.ConvPlan, block: int) -> tuple[int, ...]:
-    return (plan.batch,) + tuple(-(-n // block) for n in plan.spatial_shape)
 
 
 # ---------------------------------------------------------------------------- encode
@@ -360,11 +315,21 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
     base_payload = _payload_size(candidates["prior"])
     base_mse = float(np.mean((x.astype(np.float64) - _decode_candidate(candidates["prior"]).astype(np.float64)) ** 2))
     rate.add(base_payload, base_mse)
+    stage = None
+    if cfg.learned != "none" and cfg.selection == "psnr":
+        stage = _learned_stage(x, cfg, plan, rate, rep)
+        blob = _learned_candidate(vol, plan, size_goal, encode_prior, assemble, method_head, stage)
+        if blob is not None:
+            candidates["prior+learned"] = blob
+        else:
+            stage = None
+        if progress:
+            progress("learned prior", 1.0)
     if cfg.residual == "filter":
         blob = _filter_candidate(x, vol, cfg, plan, size_goal, encode_prior, assemble, method_head, ref, progress, rep,
-                                 rate)
+                                 rate, stage)
         if blob is not None:
-            candidates["prior+filter"] = blob
+            candidates["prior+learned+filter" if stage is not None else "prior+filter"] = blob
     elif cfg.residual == "field":
         blob = _field_candidate(x, vol, cfg, goal, encode_prior, assemble, method_head, plan, ref, progress, rep)
         if blob is not None:
@@ -395,6 +360,55 @@ def compress_hybrid(vol: Volume, cfg: HybridConfig, target: Target | None = None
             rep.blocks, rep.blocks_on = int(f.size), int(f.sum())
     rep.seconds = time.perf_counter() - t_start
     return blob
+
+
+def _learned_stage(x: np.ndarray, cfg: HybridConfig, plan: hybrid_filter.ConvPlan, rate: RateModel,
+                   rep: HybridReport) -> learned_stage.StageEncoder:
+    """The learned-prior stage of this encode (block errors in squared error of the
+    original dtype, side bytes priced by ``rate``)."""
+    dims = plan.dims
+    edge = cfg.block or auto_block(dims)
+
+    def errors(y_v: np.ndarray) -> np.ndarray:
+        y = restore_dtype(plan.inverse(y_v), x.dtype)
+        return _block_errors("psnr", x, y, plan, edge, None)
+
+    rep.learned = learned_stage.StageReport()
+    return learned_stage.StageEncoder(plan.forward(x), plan, cfg.prior, cfg.learned, edge, errors,
+                                      lambda mse, pb, side: rate.at_base(mse, pb, side), rep.learned)
+
+
+def _learned_side(plan: hybrid_filter.ConvPlan, stage: learned_stage.StageEncoder) -> tuple[dict[str, Any], int]:
+    """An upper estimate of the stage's header entry and section bytes."""
+    grid = flag_grid(plan, stage.block)
+    meta = {"domain": "microscopy", "weights": "microscopy_v1.safetensors", "family": stage.family, "adapt": False,
+            "width": 16, "flags": {"shape": list(grid), "block": stage.block}}
+    return meta, 1 + 2 * 17 + 16 + int(np.prod(grid)) // 8
+
+
+def _learned_candidate(vol: Volume, plan: hybrid_filter.ConvPlan, size_goal: SizeGoal,
+                       encode_prior: Callable[[float], tuple[bytes, np.ndarray]], assemble: Callable[..., bytes],
+                       method_head: Callable[..., dict[str, Any]], stage: learned_stage.StageEncoder) -> bytes | None:
+    """Prior + learned stage (no residual), landed on the goal; None when the stage is off."""
+    if stage.off:
+        return None
+    meta, side = _learned_side(plan, stage)
+    over = container.overhead({"voxfield": __version__, "volume": volume_header(vol),
+                               "method": method_head("none", {"learned": meta})}, ["prior", "learned"])
+    payload, dec = encode_prior(size_goal.room(over) - side)
+    if stage.run(plan.forward(dec), payload) is None:
+        return None
+
+    def make(state: tuple[bytes, np.ndarray]) -> tuple[bytes, int]:
+        prior_payload, prior_dec = state
+        res = stage.run(plan.forward(prior_dec), prior_payload)
+        assert res is not None  # decided on the first prior
+        _, section, lmeta = res
+        blob = assemble(method_head("none", {"learned": lmeta}), {"prior": prior_payload, "learned": section})
+        return blob, len(prior_payload)
+
+    blob, _ = land_file(make, encode_prior, (payload, dec), size_goal, tries=3)
+    return blob if size_goal.hit(len(blob)) else None
 
 
 def _candidate_flags(reader: container.VxfReader) -> np.ndarray:
@@ -479,7 +493,7 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
                       size_goal: SizeGoal, encode_prior: Callable[[float], tuple[bytes, np.ndarray]],
                       assemble: Callable[..., bytes], method_head: Callable[..., dict[str, Any]], ref: Any,
                       progress: Callable[[str, float], None] | None, rep: HybridReport,
-                      rate: RateModel) -> bytes | None:
+                      rate: RateModel, stage: learned_stage.StageEncoder | None = None) -> bytes | None:
     from voxfield.compress.neural import resolve_device
 
     dims = plan.dims
@@ -488,21 +502,34 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
     est_flags = 16 + int(np.prod(grid)) // 8
     width = cfg.channels or 16  # a two-digit width for estimating the header size; chosen below
 
-    def header(channels: int, flags_shape: list[int], block: int) -> dict[str, Any]:
+    lmeta_est, lside = _learned_side(plan, stage) if stage is not None else (None, 0)
+
+    def header(channels: int, flags_shape: list[int], block: int, lmeta: dict[str, Any] | None) -> dict[str, Any]:
         meta = {"dims": dims, "channels": channels, "kernel": cfg.kernel}
-        return method_head("filter", {"filter": meta, "flags": {"shape": flags_shape, "block": block}})
+        extra = {"learned": lmeta} if lmeta is not None else {}
+        return method_head("filter", {**extra, "filter": meta, "flags": {"shape": flags_shape, "block": block}})
 
     over = container.overhead({"voxfield": __version__, "volume": volume_header(vol),
-                               "method": header(width, list(grid), edge)}, ["prior", "filter"])
+                               "method": header(width, list(grid), edge, lmeta_est)},
+                              ["prior", "filter"] + (["learned"] if stage is not None else []))
     room = size_goal.room(over)
     width = cfg.channels or auto_width(dims, cfg.kernel, room)
     n_params = hybrid_filter.param_count(dims, width, cfg.kernel)
     residual_bytes = n_params + est_flags + hybrid_filter.section_overhead(plan.batch, dims, width, cfg.kernel)
     if residual_bytes > MAX_RESIDUAL_SHARE * room:
         return None  # the filter would eat too much of a tiny budget
-    payload, dec = encode_prior(room - residual_bytes)
+    payload, dec = encode_prior(room - residual_bytes - lside)
     rate.add(len(payload), float(np.mean((x.astype(np.float64) - dec.astype(np.float64)) ** 2)))
-    prior_v = plan.forward(dec)
+
+    def base_of(prior_payload: bytes, prior_dec: np.ndarray) -> tuple[np.ndarray, bytes | None, dict[str, Any] | None]:
+        """The filter's input (conv view): the prior decode, or the learned stage's output."""
+        if stage is None:
+            return plan.forward(prior_dec), None, None
+        res = stage.run(plan.forward(prior_dec), prior_payload)
+        assert res is not None  # the stage was on for the first prior
+        return res
+
+    prior_v, _, _ = base_of(payload, dec)
     norm = hybrid_filter.normalisation(prior_v)
     t0 = time.perf_counter()
     weights = hybrid_filter.fit(
@@ -519,14 +546,18 @@ def _filter_candidate(x: np.ndarray, vol: Volume, cfg: HybridConfig, plan: hybri
 
     def make(state: tuple[bytes, np.ndarray]) -> tuple[bytes, int]:
         prior_payload, prior_dec = state
-        pv = plan.forward(prior_dec)
+        pv, lsection, lmeta = base_of(prior_payload, prior_dec)
+        base = plan.inverse(pv)
         nm = hybrid_filter.normalisation(pv)
         corrected = plan.inverse(hybrid_filter.run(pv, qweights, nm, cfg.kernel))
         if "block" not in chosen:  # the flag layout is chosen once, on the first prior
-            chosen["block"] = _flag_layout(cfg, x, prior_dec, corrected, plan, ref, edge, rate, len(prior_payload))
-        flags = _choose_flags(cfg, x, prior_dec, corrected, plan, ref, chosen["block"])
+            chosen["block"] = _flag_layout(cfg, x, base, corrected, plan, ref, edge, rate, len(prior_payload))
+        flags = _choose_flags(cfg, x, restore_dtype(base, x.dtype), corrected, plan, ref, chosen["block"])
         section = hybrid_filter.pack_section(nm, rows, _pack_flags(flags), wpay)
-        blob = assemble(header(width, list(flags.shape), chosen["block"]), {"prior": prior_payload, "filter": section})
+        sections = {"prior": prior_payload, "filter": section}
+        if lsection is not None:
+            sections["learned"] = lsection
+        blob = assemble(header(width, list(flags.shape), chosen["block"], lmeta), sections)
         return blob, len(prior_payload)
 
     # land the file: the prior is re-coded for the room the measured side bytes leave
@@ -645,9 +676,11 @@ def decode_hybrid_array(source: bytes | container.VxfReader) -> np.ndarray:
     if prior.shape != shape:
         raise FormatError("corrupt hybrid file (prior shape)", reader.path)
     kind = m.get("residual")
-    if kind == "none":
-        return prior
     plan = hybrid_filter.conv_view(shape, axes)
+    if m.get("learned") is not None:
+        prior = _learned_base(reader, m["learned"], prior, plan)
+    if kind == "none":
+        return restore_dtype(prior, dtype) if m.get("learned") is not None else prior
     try:
         fl = m["flags"]
         shape_f = tuple(int(n) for n in fl["shape"])
@@ -676,6 +709,16 @@ def decode_hybrid_array(source: bytes | container.VxfReader) -> np.ndarray:
     return restore_dtype(plan.inverse(out_v), dtype)
 
 
+def _learned_base(reader: container.VxfReader, meta: Any, prior: np.ndarray, plan: hybrid_filter.ConvPlan
+                  ) -> np.ndarray:
+    """The learned stage's output (float32, the volume's shape) of a file that has one."""
+    if not isinstance(meta, dict):
+        raise FormatError("corrupt hybrid header (method.learned)", reader.path)
+    base_v = learned_stage.decode_stage(plan.forward(prior), meta, reader.section(learned_stage.SECTION),
+                                        reader.section_info("prior").size, plan, reader.path)
+    return plan.inverse(base_v)
+
+
 def decode_hybrid(reader: container.VxfReader) -> Volume:
     """Decode a hybrid ``.vxf`` (an open reader) to a Volume."""
     return Volume.from_description(reader.header["volume"], decode_hybrid_array(reader))
@@ -684,6 +727,8 @@ def decode_hybrid(reader: container.VxfReader) -> Volume:
 def describe_choice(rep: HybridReport) -> str:
     """One line for the command's summary."""
     parts = [f"hybrid:{rep.prior} -> {rep.chosen}", f"prior {rep.prior_bytes:,} B"]
+    if rep.learned is not None:
+        parts.append(learned_stage.describe(rep.learned))
     if rep.residual_bytes:
         parts.append(f"residual {rep.residual_bytes:,} B")
     if rep.blocks:
@@ -715,6 +760,10 @@ class RegionDecoder:
             f = m["filter"]
             self.k = int(f["kernel"])
             self.plan = hybrid_filter.conv_view(self.shape, self.axes)
+            if m.get("learned") is not None:
+                if self.prior.shape != self.shape:
+                    raise ValueError("prior does not match the volume")
+                self.prior = _learned_base(reader, m["learned"], self.prior, self.plan)
             self.norm, self.weights, fblob = hybrid_filter.unpack_section(
                 reader.section("filter"), self.plan.batch, int(f["dims"]), int(f["channels"]), self.k)
             self.block = int(m["flags"]["block"])

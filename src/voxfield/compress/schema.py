@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from voxfield.compress.learned import DOMAINS as LEARNED_DOMAINS
 from voxfield.errors import FormatError
 from voxfield.io.validate import MAX_VOXELS, SUPPORTED_DTYPES
 
@@ -324,6 +325,20 @@ def _check_hybrid(m: dict[str, Any], spec: VolumeSpec, path: PathLike) -> None:
                   for n in check_list(fl.get("shape"), "method.flags.shape", path, min_len=1, max_len=MAX_NDIM + 1)]
         check_count(math.prod(fshape), spec.voxels, "the block flags", path)
         check_int(fl.get("block"), "method.flags.block", path, 1, MAX_VOXELS)
+    if m.get("learned") is not None:  # the learned prior stage
+        lp = check_dict(m["learned"], "method.learned", path)
+        dom = check_text(lp.get("domain"), "method.learned.domain", path)
+        if dom not in LEARNED_DOMAINS:
+            raise _fail(f"method.learned.domain {_show(dom)} is not one of {', '.join(LEARNED_DOMAINS)}", path)
+        check_text(lp.get("weights"), "method.learned.weights", path)
+        check_text(lp.get("family"), "method.learned.family", path)
+        check_int(lp.get("width"), "method.learned.width", path, 1, 256)
+        lf = check_dict(lp.get("flags"), "method.learned.flags", path)
+        lshape = [check_int(n, "method.learned.flags.shape", path, 1, MAX_VOXELS)
+                  for n in check_list(lf.get("shape"), "method.learned.flags.shape", path, min_len=1,
+                                      max_len=MAX_NDIM + 1)]
+        check_count(math.prod(lshape), spec.voxels, "the learned-prior block flags", path)
+        check_int(lf.get("block"), "method.learned.flags.block", path, 1, MAX_VOXELS)
     if m.get("field") is not None:  # INIF residual: a neural file's header inside this one
         fd = check_dict(m["field"], "method.field", path)
         fspec = check_volume(fd.get("volume"), path, "method.field.volume")
