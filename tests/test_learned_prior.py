@@ -139,7 +139,8 @@ def learned_filter_file() -> tuple[Volume, bytes, hybrid.HybridReport]:
     """The same with the residual filter fitted on top of the learned prior."""
     vol = crop_volume()
     rep = hybrid.HybridReport()
-    blob = hybrid.compress_hybrid(vol, hybrid.HybridConfig.make("sperr", learned="cryoem", **FAST),
+    blob = hybrid.compress_hybrid(vol, hybrid.HybridConfig.make("sperr", learned="cryoem", filter_base="learned",
+                                                                 **FAST),
                                   Target.ratio(64.0), report=rep)
     return vol, blob, rep
 
