@@ -230,3 +230,13 @@ def test_out_of_domain_rgb_photo_falls_back() -> None:
     vol = Volume(np.ascontiguousarray(photo[::2, ::2]), axes="YXC")
     rep, gain = _never_worse(vol, "jpeg2k", 32.0)
     assert gain > -0.05, rep
+
+
+def test_info_names_the_learned_prior(learned_file: tuple[Volume, bytes, hybrid.HybridReport], tmp_path: Path) -> None:
+    from voxfield.compress.api import describe
+
+    _, blob, _ = learned_file
+    p = tmp_path / "m.vxf"
+    p.write_bytes(blob)
+    text = repr(describe(p))
+    assert "learned prior" in text and "cryoem" in text

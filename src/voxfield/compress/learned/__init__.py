@@ -12,5 +12,7 @@ with a model card.
 Nothing here is imported until used (torch).
 """
 
-#: Domains with shipped weights (``weights/{domain}_v1.safetensors``).
+#: Domains with shipped weights (``weights/{domain}_{WEIGHTS_VERSION}.safetensors``).
 DOMAINS = ("cryoem", "microscopy")
+#: Version of the shipped weights (recorded in files and zarr codec configurations).
+WEIGHTS_VERSION = "v1"

@@ -172,4 +172,6 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[EnhanceNet, dict[str, An
 
 def weights_path(domain: str) -> Path:
     """The shipped weights of ``domain`` (one of :data:`DOMAINS`)."""
-    return Path(__file__).with_name("weights") / f"{domain}_v1.safetensors"
+    from voxfield.compress.learned import WEIGHTS_VERSION
+
+    return Path(__file__).with_name("weights") / f"{domain}_{WEIGHTS_VERSION}.safetensors"

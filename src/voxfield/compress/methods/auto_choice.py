@@ -34,8 +34,10 @@ Settings (``--set key=value``): every key of the hybrid method's configuration e
 ``prior``, plus ``candidates`` (comma-separated priors to consider, default all),
 ``probe_voxels`` (most voxels probed), ``probe_crops`` (sub-volumes of a larger volume),
 ``runner_up_db``, ``record_db`` and ``plain`` (default true: when a picked codec's own
-file at the whole goal scores higher than the fitted file, that plain classic file is
-written instead, so auto is never below the codecs it picked by the record's bytes).
+file at the whole goal — or that of one of the next :data:`PLAIN_MORE` codecs that are
+within :data:`PLAIN_DB` of the winner on the probe, missed the target on it, or made probe
+files too small to judge them — scores higher than the fitted file, that plain classic file
+is written instead, so auto is never below the codecs it picked by the record's bytes).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ from voxfield.compress.auto import (
     DEFAULT_PROBE_VOXELS,
     PROBE_CROPS,
     RATE_EXPONENT,
+    STATUS_MISSED,
     Choice,
+    ProbeRow,
     ProbeTable,
     choose_prior,
     parse_candidates,
@@ -81,6 +85,15 @@ RECORD_MARGIN = 8
 REUSE_FACTOR = 1.5
 #: Codecs of the probe's ranking fitted beyond the picks when no fit lands on the goal.
 MORE_FITS = 2
+#: Besides the picks, the own files of up to PLAIN_MORE more codecs whose probe score is
+#: within PLAIN_DB of the winner's are made at the whole goal and kept when they score
+#: higher: a sub-volume probe can misrank two codecs (measured: lattice light-sheet at 512x,
+#: SPERR picked, HEVC's own file 0.64 dB higher on the whole volume).
+PLAIN_DB = 3.0
+PLAIN_MORE = 3
+#: A probe file under this many bytes per sub-volume says little about a codec's whole
+#: file: fixed stream costs (HEVC's parameter sets and slice headers) dominate it.
+SMALL_PROBE_BYTES = 4096
 #: Record detail levels, richest first (see :meth:`Auto._record`).
 DETAILS = ("full", "brief", "minimal", "none")
 
@@ -160,6 +173,12 @@ class InnerReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
+
+
+def _small_probe(row: ProbeRow, table: ProbeTable) -> bool:
+    """True when ``row``'s probe was made on sub-volumes and its file per sub-volume is
+    so small that the codec's fixed costs, not its coding, set its score."""
+    return not table.whole and row.bytes is not None and row.bytes / max(table.crops, 1) < SMALL_PROBE_BYTES
 
 
 @register_method(METHOD)
@@ -280,7 +299,13 @@ class Auto(Method):
                 break
         assert out is not None
         if config.plain:
-            out = self._plain_if_better(vol, target, picks, out, goal, tol, rep)
+            best_row = table.best
+            # close behind on the probe, or unable to reach the target on its small crops
+            # (HEVC's coarse steps at 512x) though the whole volume may be fine
+            near = [r.codec for r in table.ranked() if r.codec not in picks and best_row is not None and (
+                r.status == STATUS_MISSED or (r.ok and r.score >= best_row.score - PLAIN_DB)
+                or _small_probe(r, table))]
+            out = self._plain_if_better(vol, target, picks + near[:PLAIN_MORE], out, goal, tol, rep)
         if abs(len(out) - goal) > tol:
             raise TargetNotMet(f"auto: the file of {len(out):,} bytes (ratio {raw / len(out):.4g}) misses the "
                                f"{goal:,.0f}-byte goal (ratio {raw / goal:.4g}) by more than {100 * tol / goal:.1f}%",

@@ -57,4 +57,10 @@ class Hybrid(Method):
         if method.get("filter"):
             f = method["filter"]
             out["filter"] = f"{f['dims']}-D conv, {f['channels']} channels, kernel {f['kernel']}"
+        lp = method.get("learned")
+        if isinstance(lp, dict):
+            fl = lp.get("flags") or {}
+            out["learned prior"] = (f"{lp.get('domain')} ({lp.get('weights')}), "
+                                    f"{'adapted head' if lp.get('adapt') else 'shipped head'}, "
+                                    f"conditioned on {lp.get('family')}, block flags {fl.get('shape')}")
         return out
