@@ -1,0 +1,160 @@
+"""One chunk of a large array in, one ``.vxf`` file out: what the zarr codecs run.
+
+A chunk is coded as a complete ``.vxf`` file, so every chunk describes itself (method,
+codec configuration, target, learned-prior weights by version) and ``voxfield info`` can
+read a chunk dumped from a store. Singleton axes (a chunk of one time point or one
+channel) are dropped before coding and restored on decoding.
+
+Per-chunk targets (:class:`ChunkTarget`) come from a global one:
+
+``ratio``
+    every chunk at the same ratio (the total file is then at that ratio);
+``max_abs_error``
+    every voxel of every chunk within the bound, so the bound holds across chunks;
+``rmse``
+    a global PSNR turned into an RMSE on the data range of the whole array: each chunk aims
+    for that RMSE (its own PSNR on its own range), so the mean squared error of the whole
+    array, a mean of the chunks', is at most the RMSE squared;
+``lossless``
+    bit-exact.
+
+A chunk the codec cannot take to its ratio (a constant background chunk is smaller than
+the goal at any setting) keeps the closest file the rate search made; a chunk whose values
+are all equal is coded losslessly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voxfield.errors import OptionError, TargetNotMet
+
+#: Kinds of per-chunk targets.
+TARGET_KINDS = ("ratio", "max_abs_error", "rmse", "lossless")
+
+
+@dataclass(frozen=True)
+class ChunkTarget:
+    """What each chunk aims for: ``kind`` (one of :data:`TARGET_KINDS`) and ``value``."""
+
+    kind: str
+    value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise OptionError(f"chunk target {self.kind!r}: expected one of {', '.join(TARGET_KINDS)}")
+        if self.kind != "lossless":
+            if self.value is None or not math.isfinite(self.value) or self.value <= 0:
+                raise OptionError(f"chunk target {self.kind} needs a finite value > 0, got {self.value!r}")
+            if self.kind == "ratio" and self.value <= 1:
+                raise OptionError(f"compression ratio must be > 1, got {self.value:g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ChunkTarget:
+        if not isinstance(d, dict) or "kind" not in d:
+            raise OptionError(f"chunk target {d!r}: expected {{'kind': ..., 'value': ...}}")
+        v = d.get("value")
+        return cls(str(d["kind"]), None if v is None else float(v))
+
+    def text(self) -> str:
+        """The target in words, for reports."""
+        if self.kind == "ratio":
+            return f"ratio {self.value:g} per chunk"
+        if self.kind == "max_abs_error":
+            return f"max error {self.value:g} per voxel"
+        if self.kind == "rmse":
+            return f"RMSE {self.value:g} per chunk"
+        return "lossless"
+
+
+def squeeze_axes(shape: tuple[int, ...], axes: str | None) -> tuple[tuple[int, ...], str | None]:
+    """The chunk's shape and axes without its singleton axes (at least two axes kept)."""
+    keep = [i for i, n in enumerate(shape) if n > 1]
+    if len(keep) < 2:
+        keep = list(range(max(0, len(shape) - 2), len(shape)))
+    sq = tuple(shape[i] for i in keep)
+    return sq, (None if axes is None else "".join(axes[i] for i in keep))
+
+
+def _volume(arr: np.ndarray, axes: str | None) -> Any:
+    from voxfield.io.numpy_io import axes_for_ndim
+    from voxfield.io.volume import Volume
+
+    shape, letters = squeeze_axes(arr.shape, axes if axes is not None and len(axes) == arr.ndim else None)
+    data = np.ascontiguousarray(arr.reshape(shape))
+    return Volume(data, letters or axes_for_ndim(data.ndim, None))
+
+
+def _method_kwargs(method: str) -> dict[str, Any]:
+    from voxfield.codecs.registry import CODECS
+
+    if method in CODECS:
+        return {"codec": method}
+    return {"method": method}
+
+
+def psnr_capable(method: str) -> bool:
+    """True when ``method`` (a codec name or ``classic:NAME``) can aim for a PSNR."""
+    from voxfield.codecs.registry import get_codec
+
+    name = method.split(":", 1)[1] if method.startswith("classic:") else method
+    try:
+        return "psnr" in get_codec(name).targets
+    except OptionError:
+        return False
+
+
+def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: dict[str, Any] | None = None,
+                 axes: str | None = None) -> bytes:
+    """Code one chunk (any shape and dtype) as the bytes of a ``.vxf`` file.
+
+    ``method``: a classic codec name (``"sperr"``), ``"classic:NAME"``, or any method of
+    :func:`voxfield.compress` (``"auto"``, ``"hybrid:hevc"``); ``settings`` are passed
+    to it (e.g. ``{"steps": 300, "seed": 0}`` for a reproducible residual fit)."""
+    from voxfield.compress.api import compress
+
+    vol = _volume(np.asarray(arr), axes)
+    data = vol.data
+    kw: dict[str, Any] = {**_method_kwargs(method), **(settings or {}), "check": False}
+    if data.size == 0:
+        raise OptionError("an empty chunk cannot be coded")
+    if target.kind == "lossless" or float(data.max()) == float(data.min()):
+        return compress(vol, codec="zstd", check=False).payload
+    if target.kind == "ratio":
+        try:
+            return compress(vol, ratio=target.value, **kw).payload
+        except TargetNotMet as exc:
+            if exc.best is not None:
+                return exc.best
+            raise
+    if target.kind == "max_abs_error":
+        return compress(vol, max_error=target.value, **kw).payload
+    # rmse: this chunk's PSNR on its own range
+    assert target.value is not None
+    span = float(data.max()) - float(data.min())
+    db = 20.0 * math.log10(span / target.value)
+    if db > 140.0:
+        return compress(vol, codec="zstd", check=False).payload
+    return compress(vol, psnr=max(db, 1.0), **kw).payload
+
+
+def decode_chunk(blob: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Decode the ``.vxf`` bytes of one chunk to an array of ``shape`` and ``dtype``."""
+    from voxfield.compress.api import decompress
+    from voxfield.errors import FormatError
+
+    vol = decompress(bytes(blob))
+    data = vol.data
+    if data.size != math.prod(shape):
+        raise FormatError(f"a voxfield chunk holds {data.size} values where the array's chunk has "
+                          f"{math.prod(shape)} (shape {shape})")
+    if data.dtype != dtype:
+        data = data.astype(dtype)
+    return data.reshape(shape)
