@@ -96,6 +96,30 @@ def read(path: str | os.PathLike[str], *, key: str | None = None) -> Volume:
     return _volume(data, attrs, info, p)
 
 
+def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> tuple[Volume, str]:
+    """``(frame, dataset name)`` of one dataset without reading it: the Volume's data is a
+    read-only zero-stride placeholder of the dataset's shape and dtype, with its axes,
+    spacing, unit, origin and metadata (for readers of large files that read regions)."""
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as fh:
+            name = _pick_dataset(fh, key, p)
+            ds = fh[name]
+            shape = tuple(int(s) for s in ds.shape)
+            check_shape(shape, p)
+            if ds.dtype.kind not in "biuf" or ds.dtype.hasobject:
+                raise DataError(f"dataset {name!r} has unsupported data type {ds.dtype}", p)
+            attrs = _read_attrs(ds, p)
+            info = _storage_info(ds, name)
+            dtype = ds.dtype.newbyteorder("=")
+    except (FormatError, DataError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py on a damaged file
+        raise FormatError(f"not a readable HDF5 file ({describe_exception(exc)})", p) from None
+    ph = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape), writeable=False)
+    return _volume(ph, attrs, info, p), name
+
+
 def _first_line(exc: BaseException) -> str:
     return one_line(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
 

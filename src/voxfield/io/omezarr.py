@@ -301,6 +301,16 @@ def _space_unit(axes: list[Any], letters: str) -> tuple[str, dict[str, float]]:
 
 def _read_multiscale(group: Any, attrs: dict[str, Any], version: str | None, level: int, p: Path) -> Volume:
     """Read one level of an NGFF multiscale image."""
+    ms, datasets, arrays, letters, scales, translations = multiscale_levels(group, attrs, p)
+    if not 0 <= level < len(datasets):
+        raise FormatError(f"level {level} does not exist (the image has {len(datasets)})", p)
+    return _volume_of_level(ms, datasets, arrays, letters, scales, translations, attrs, version, level, p)
+
+
+def multiscale_levels(group: Any, attrs: dict[str, Any], p: Path) -> tuple[Any, ...]:
+    """Parse an NGFF ``multiscales`` block: ``(ms, datasets, arrays, letters, scales,
+    translations)`` with the zarr array of every level and, per level, the scale and
+    translation of every axis (FormatError for metadata of the wrong structure)."""
     multiscales = attrs["multiscales"]
     if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
         raise FormatError("invalid OME-NGFF metadata: multiscales is not a list of objects", p)
@@ -312,8 +322,6 @@ def _read_multiscale(group: Any, attrs: dict[str, Any], version: str | None, lev
         raise FormatError("multiscales lists no datasets", p)
     if not all(isinstance(d, dict) and isinstance(d.get("path"), str) and d["path"] for d in datasets):
         raise FormatError("invalid OME-NGFF metadata: a dataset has no path", p)
-    if not 0 <= level < len(datasets):
-        raise FormatError(f"level {level} does not exist (the image has {len(datasets)})", p)
     if not isinstance(ms.get("axes") or [], list):
         raise FormatError("invalid OME-NGFF metadata: axes is not a list", p)
     arrays = []
@@ -337,6 +345,13 @@ def _read_multiscale(group: Any, attrs: dict[str, Any], version: str | None, lev
         s, t = _transforms(d.get("coordinateTransformations"), ndim)
         scales.append([a * b for a, b in zip(s, g_scale)])
         translations.append([a * b + c for a, b, c in zip(t, g_scale, g_trans)])
+    return ms, datasets, arrays, letters, scales, translations
+
+
+def _volume_of_level(ms: dict[str, Any], datasets: list[Any], arrays: list[Any], letters: str,
+                     scales: list[list[float]], translations: list[list[float]], attrs: dict[str, Any],
+                     version: str | None, level: int, p: Path) -> Volume:
+    ndim = len(letters)
     arr = arrays[level]
     data = _load(arr, p)
     unit, factors = _space_unit(ms.get("axes") or [], letters)

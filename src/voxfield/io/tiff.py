@@ -164,24 +164,54 @@ def _read_open(tf: tifffile.TiffFile, p: Path, series: int, level: int,
     _check_log(log, p)
     s, lvl = _select(tf, p, series, level)
     data = _read_pixels(tf, lvl, p, log)
+    axes, spacing, unit, origin, meta = _frame_of(tf, s, lvl, series, level, tuple(data.shape), p)
+    data = np.ascontiguousarray(data)
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    return Volume(data, axes, spacing, unit, origin, meta={"format": "tiff", "tiff": meta})
+
+
+def _frame_of(tf: tifffile.TiffFile, s: Any, lvl: Any, series: int, level: int, shape: tuple[int, ...],
+              p: Path) -> tuple[str, Any, str, Any, dict[str, Any]]:
+    """(axes, spacing, unit, origin, tiff meta) of a series level, without its pixels."""
     axes = _voxfield_axes(lvl.axes, p)
     kind = "ome" if tf.is_ome else "imagej" if tf.is_imagej else "plain"
     page = lvl.keyframe if hasattr(lvl, "keyframe") else tf.pages.first
     meta = _page_meta(page)
     meta.update(kind=kind, series=series, level=level, n_series=len(tf.series),
-                level_shapes=[list(lv.shape) for lv in s.levels], axes=axes, shape=list(data.shape))
+                level_shapes=[list(lv.shape) for lv in s.levels], axes=axes, shape=list(shape))
     if kind == "ome":
         spacing, unit, origin = _ome_frame(tf, series, axes, meta)
         if level:
-            spacing = _scale_for_level(spacing, axes, s.levels[0].shape, data.shape)
+            spacing = _scale_for_level(spacing, axes, s.levels[0].shape, shape)
     elif kind == "imagej":
         spacing, unit, origin = _imagej_frame(tf, axes, meta)
     else:
         spacing, unit, origin = _plain_frame(tf, page, axes, meta)
-    data = np.ascontiguousarray(data)
-    if not data.dtype.isnative:
-        data = data.astype(data.dtype.newbyteorder("="))
-    return Volume(data, axes, spacing, unit, origin, meta={"format": "tiff", "tiff": meta})
+    return axes, spacing, unit, origin, meta
+
+
+def read_header(path: str | os.PathLike[str], *, series: int = 0) -> Volume:
+    """The frame of a TIFF's series (axes, spacing, unit, origin, metadata) without reading
+    its pixels: the returned Volume's data is a read-only zero-stride placeholder of the
+    right shape and dtype (for readers of large files that read regions themselves)."""
+    p = Path(path)
+    try:
+        with _tifffile_log() as log, tifffile.TiffFile(p) as tf:
+            s, lvl = _select(tf, p, series, 0)
+            shape = tuple(int(n) for n in lvl.shape)
+            check_shape(shape, p)
+            if lvl.dtype is None or np.dtype(lvl.dtype).kind not in "biuf":
+                raise DataError(f"unsupported TIFF sample type {lvl.dtype}", p)
+            axes, spacing, unit, origin, meta = _frame_of(tf, s, lvl, series, 0, shape, p)
+            _check_log(log, p)
+    except (FormatError, DataError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile on a damaged file
+        raise FormatError(f"not a readable TIFF file ({describe_exception(exc)})", p) from None
+    ph = np.lib.stride_tricks.as_strided(np.zeros(1, np.dtype(lvl.dtype).newbyteorder("=")), shape,
+                                         (0,) * len(shape), writeable=False)
+    return Volume(ph, axes, spacing, unit, origin, meta={"format": "tiff", "tiff": meta})
 
 
 def _check_log(log: list[logging.LogRecord], p: Path) -> None:
