@@ -18,15 +18,18 @@ def open(path: str | os.PathLike[str] | bytes, member: int | str | None = None) 
     """Open a ``.vxf`` file for random access: ``voxfield.open("x.vxf")[z0:z1, y0:y1, x0:x1]``
     returns a numpy array, decoding only what the request needs (see
     :class:`voxfield.compress.reader.VxfArray`). For a set of maps (``voxfield
-    compress-set``) ``member`` picks one: its number counted from 1, or its name."""
-    from voxfield.compress.reader import open_vxf
+    compress-set``) ``member`` picks one: its number counted from 1, or its name.
 
-    return open_vxf(path, member)
+    An OME-Zarr store (``voxfield compress IN -o OUT.ome.zarr``, or any other) opens as a
+    Dask array of its full resolution; ``voxfield.open_zarr`` gives every level."""
+    from voxfield.api import open as _open
+
+    return _open(path, member)  # type: ignore[no-any-return]
 
 
 #: Functions of :mod:`voxfield.api` offered here, imported on first use (``import voxfield``
 #: stays light: no torch).
-_API = ("compress", "decompress", "denoise", "reconstruct")
+_API = ("compress", "compress_to_zarr", "decompress", "denoise", "open_zarr", "reconstruct")
 
 
 def __getattr__(name: str) -> object:
@@ -37,5 +40,5 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'voxfield' has no attribute {name!r}")
 
 
-__all__ = ["Volume", "VoxfieldError", "__version__", "compress", "decompress", "denoise", "open", "read_volume",
-           "reconstruct", "write_volume"]
+__all__ = ["Volume", "VoxfieldError", "__version__", "compress", "compress_to_zarr", "decompress", "denoise", "open",
+           "open_zarr", "read_volume", "reconstruct", "write_volume"]

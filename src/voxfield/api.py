@@ -45,10 +45,44 @@ def decompress(source: str | os.PathLike[str] | bytes, member: int | str | None 
 
 def open(path: str | os.PathLike[str] | bytes, member: int | str | None = None) -> Any:  # noqa: A001
     """Random access to a ``.vxf`` file: ``open("x.vxf")[z0:z1, y0:y1, x0:x1]`` decodes
-    only what the request needs (:class:`voxfield.compress.reader.VxfArray`)."""
+    only what the request needs (:class:`voxfield.compress.reader.VxfArray`). An
+    OME-Zarr store (a voxfield one, or any other) opens as a Dask array of its full
+    resolution, decoded chunk by chunk on compute (:func:`open_zarr` gives every level)."""
+    if _is_zarr(path):
+        return open_zarr(path).levels[0]
     from voxfield.compress.reader import open_vxf
 
     return open_vxf(path, member)
+
+
+def _is_zarr(path: Any) -> bool:
+    if isinstance(path, (bytes, bytearray)):
+        return False
+    from pathlib import Path
+
+    p = Path(path)
+    return p.is_dir() or p.name.lower().endswith(".zarr")
+
+
+def open_zarr(path: str | os.PathLike[str]) -> Any:
+    """Open an OME-Zarr store lazily: a :class:`~voxfield.io.omezarr_lazy.LazyImage`
+    whose ``levels`` are Dask arrays (full resolution first), with ``axes``, voxel size
+    (``spacing(level)``, ``unit``) and ``channel_names``. An unfinished voxfield store
+    raises :class:`~voxfield.errors.FormatError`."""
+    from voxfield.io.omezarr_lazy import open_lazy
+
+    return open_lazy(path)
+
+
+def compress_to_zarr(input: str | os.PathLike[str], output: str | os.PathLike[str], **options: Any) -> Any:
+    """Compress an input of any size chunk by chunk into an OME-Zarr store, on Dask
+    (:func:`voxfield.compress.chunked.compress_to_zarr`: ``method``, ``ratio`` /
+    ``psnr`` / ``max_error`` / ``lossless``, ``chunks``, ``shards``, ``levels``,
+    ``workers``, ``scheduler``, ``force``, ``progress``). Returns a
+    :class:`~voxfield.compress.chunked.ChunkedResult`."""
+    from voxfield.compress.chunked import compress_to_zarr as _run
+
+    return _run(input, output, **options)
 
 
 def denoise(data: Any, **options: Any) -> Any:
@@ -69,4 +103,5 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     return _reconstruct(particles, output, **options)
 
 
-__all__ = ["CompressResult", "compress", "decompress", "denoise", "describe", "open", "reconstruct"]
+__all__ = ["CompressResult", "compress", "compress_to_zarr", "decompress", "denoise", "describe", "open", "open_zarr",
+           "reconstruct"]

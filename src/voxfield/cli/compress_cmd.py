@@ -86,6 +86,50 @@ def run_neural(vol: Volume, method: str, target: Target | None, settings: dict[s
         return compress_field(vol, method, target, settings, progress=update, **kwargs)
 
 
+def parse_shape(text: str | None, what: str) -> tuple[int, ...] | None:
+    """``"128,128,128"`` -> (128, 128, 128)."""
+    if text is None:
+        return None
+    try:
+        out = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise OptionError(f"{what} takes sizes separated by commas, e.g. 128,128,128 (got {text!r})") from None
+    if not out or any(n < 1 for n in out):
+        raise OptionError(f"{what} takes sizes >= 1 (got {text!r})")
+    return out
+
+
+def run_chunked(input: Path, output: Path, *, chunks: str | None, **options: Any) -> None:
+    """``voxfield compress IN -o OUT.ome.zarr``: chunked compression with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from voxfield.compress.chunked import compress_to_zarr
+
+    def probe(text: str) -> None:
+        console.err.print(f"  probe: {text}", markup=False, highlight=False)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console.err, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(f"{output.name}: {stage}", total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        res = compress_to_zarr(input, output, chunks=parse_shape(chunks, "--chunks"), progress=update, on_probe=probe,
+                               **options)
+    resumed = f", resumed ({res.resumed_tasks} tasks were done)" if res.resumed_tasks else ""
+    console.out.print(
+        f"{input.name} -> {res.path}: {res.original_bytes:,} -> {res.level0_bytes:,} bytes at full resolution, "
+        f"ratio {res.ratio:.2f} ({res.total_ratio:.2f} with the {len(res.plan.levels)}-level pyramid), "
+        f"{res.codec}, {res.target.text()}; chunks {res.plan.chunks}, shards {res.plan.shards} "
+        f"({''.join(res.plan.letters)}); {res.workers} worker(s), {res.seconds:.1f} s "
+        f"({res.mb_per_s_per_worker:.1f} MB/s per worker), memory per worker at most "
+        f"{res.memory_bound / 2**30:.2f} GiB{resumed}")
+
+
 def describe_fit(method: str, rep: Any) -> str:
     """One line about a fit for the command's summary (the method's own ``describe``)."""
     from voxfield.compress.registry import get_method
@@ -120,10 +164,30 @@ def compress(
     guide_threshold: Annotated[float | None, typer.Option("--guide-threshold", help="Segmentation guidance: the threshold [default: Otsu's on the original].")] = None,
     guide_channel: Annotated[int | None, typer.Option("--guide-channel", help="Segmentation guidance on multichannel data: the channel to segment (counted from 0).")] = None,
     guide_mask: Annotated[Path | None, typer.Option("--guide-mask", help="Segmentation guidance: a reference mask or label image (same shape as the data; label > 0 is foreground).")] = None,
+    workers: Annotated[int | None, typer.Option(help="-o OUT.ome.zarr: local Dask worker processes [default: one per core, as memory allows; 1 runs inline].")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="-o OUT.ome.zarr: address of a running dask.distributed scheduler (tcp://host:8786) to run on instead.")] = None,
+    chunks: Annotated[str | None, typer.Option(help="-o OUT.ome.zarr: chunk shape in NGFF axis order (T,C,Z,Y,X), e.g. 128,128,128 [default: 128^3; 1 per channel and time point].")] = None,
+    levels: Annotated[int | None, typer.Option(help="-o OUT.ome.zarr: pyramid levels including full resolution [default: down to 64 voxels].")] = None,
+    key: Annotated[str | None, typer.Option(help="HDF5 input: the dataset to compress [default: the largest].")] = None,
 ) -> None:
-    """Compress a volume into a self-describing .vxf file: a neural field (default) or a
-    classic codec, at a target ratio (or an error bound for classic codecs)."""
+    """Compress a volume into a self-describing .vxf file (a classic codec, with a fitted
+    neural residual when it pays), or, with -o OUT.ome.zarr, an input of any size chunk by
+    chunk into OME-Zarr on Dask."""
     from voxfield.compress.api import compress as compress_api
+
+    if output is not None and output.name.rstrip("/").lower().endswith(".zarr"):
+        unsupported = {"--rel-error": rel_error, "--fsc-target": fsc_target, "--resolution": resolution,
+                       "--tolerance": tolerance, "--apix": apix, "--guide": guide, "--guide-mask": guide_mask,
+                       "--device": device, "--time-budget": time_budget}
+        bad = [k for k, v in unsupported.items() if v is not None]
+        if bad:
+            raise OptionError(f"{', '.join(bad)}: not available for chunked OME-Zarr output")
+        run_chunked(input, output, method=method or codec or "auto", ratio=ratio, psnr=psnr_db, max_error=max_error,
+                    lossless=lossless, chunks=chunks, levels=levels, axes=axes, key=key, workers=workers,
+                    scheduler=scheduler, force=force, settings={**parse_settings(settings),
+                                                                **({"steps": steps} if steps else {}),
+                                                                **({"seed": seed} if seed is not None else {})})
+        return
 
     def probe(text: str) -> None:
         console.err.print(f"  {text}" if not text.endswith("…") else text, markup=False, highlight=False)
@@ -157,11 +221,24 @@ def decompress(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")] = False,
     member: Annotated[str | None, typer.Option("--member", help="A set made by compress-set: the map to restore, by number counted from 1 (as `voxfield info` lists them) or by name.")] = None,
 ) -> None:
-    """Decode a .vxf file back to the original format (or the format of -o's suffix)."""
+    """Decode a .vxf file back to the original format (or the format of -o's suffix), or a
+    voxfield OME-Zarr store (its full resolution) to any format."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from voxfield.compress.classic import output_name
 
+    if input.is_dir() or input.name.rstrip("/").lower().endswith(".zarr"):
+        from voxfield.compress.zarr_read import decompress_zarr
+
+        if output is None:
+            raise OptionError("decoding an OME-Zarr store needs -o OUTPUT (e.g. -o volume.tif or -o volume.npy)")
+        t0 = time.perf_counter()
+        with stage_progress("decoding") as update:
+            shape, dtype, letters = decompress_zarr(input, output, overwrite=force,
+                                                    progress=lambda f: update(input.name, f))
+        console.out.print(f"{input} -> {output}: {' × '.join(map(str, shape))} {dtype} ({letters}), "
+                          f"{time.perf_counter() - t0:.2f} s")
+        return
     require_vxf(input)
     with container.VxfReader(input) as reader:
         header = reader.header

@@ -20,7 +20,8 @@ Per-chunk targets (:class:`ChunkTarget`) come from a global one:
 
 A chunk the codec cannot take to its ratio (a constant background chunk is smaller than
 the goal at any setting) keeps the closest file the rate search made; a chunk whose values
-are all equal is coded losslessly.
+are all equal, or a sliver too small for the codec's header at that ratio, is coded
+losslessly (zstd).
 """
 
 from __future__ import annotations
@@ -89,7 +90,23 @@ def _volume(arr: np.ndarray, axes: str | None) -> Any:
 
     shape, letters = squeeze_axes(arr.shape, axes if axes is not None and len(axes) == arr.ndim else None)
     data = np.ascontiguousarray(arr.reshape(shape))
-    return Volume(data, letters or axes_for_ndim(data.ndim, None))
+    return Volume(data, letters or axes_for_ndim(data.ndim, None), meta={"chunk": {"shape": list(arr.shape)}})
+
+
+def trailing_fill(arr: np.ndarray, fill: Any) -> tuple[slice, ...]:
+    """The region of ``arr`` left after cutting, along every axis, the trailing slabs whose
+    values all equal ``fill``: the padding zarr adds to an edge chunk (and any real border
+    of fill values, which decodes exactly since it is restored as ``fill``)."""
+    is_fill = np.isnan(arr) if isinstance(fill, float) and np.isnan(fill) else arr == fill
+    keep = []
+    for ax in range(arr.ndim):
+        other = tuple(i for i in range(arr.ndim) if i != ax)
+        full = is_fill.all(axis=other) if other else is_fill
+        n = arr.shape[ax]
+        while n > 0 and full[n - 1]:
+            n -= 1
+        keep.append(slice(0, n))
+    return tuple(keep)
 
 
 def _method_kwargs(method: str) -> dict[str, Any]:
@@ -112,15 +129,24 @@ def psnr_capable(method: str) -> bool:
 
 
 def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: dict[str, Any] | None = None,
-                 axes: str | None = None) -> bytes:
+                 axes: str | None = None, fill: Any = None) -> bytes:
     """Code one chunk (any shape and dtype) as the bytes of a ``.vxf`` file.
 
     ``method``: a classic codec name (``"sperr"``), ``"classic:NAME"``, or any method of
     :func:`voxfield.compress` (``"auto"``, ``"hybrid:hevc"``); ``settings`` are passed
-    to it (e.g. ``{"steps": 300, "seed": 0}`` for a reproducible residual fit)."""
+    to it (e.g. ``{"steps": 300, "seed": 0}`` for a reproducible residual fit).
+
+    ``fill``: the array's fill value; trailing slabs of it (the padding of a chunk at the
+    array's edge) are cut before coding and restored by :func:`decode_chunk`, so an edge
+    chunk is coded, and its target met, on its real voxels only."""
     from voxfield.compress.api import compress
 
-    vol = _volume(np.asarray(arr), axes)
+    arr = np.asarray(arr)
+    if fill is not None and arr.size:
+        region = trailing_fill(arr, fill)
+        if all(r.stop > 0 for r in region):
+            arr = arr[region]
+    vol = _volume(arr, axes)
     data = vol.data
     kw: dict[str, Any] = {**_method_kwargs(method), **(settings or {}), "check": False}
     if data.size == 0:
@@ -133,7 +159,8 @@ def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: di
         except TargetNotMet as exc:
             if exc.best is not None:
                 return exc.best
-            raise
+            # a sliver of an edge chunk too small to hold the codec's header at that ratio
+            return compress(vol, codec="zstd", check=False).payload
     if target.kind == "max_abs_error":
         return compress(vol, max_error=target.value, **kw).payload
     # rmse: this chunk's PSNR on its own range
@@ -145,16 +172,24 @@ def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: di
     return compress(vol, psnr=max(db, 1.0), **kw).payload
 
 
-def decode_chunk(blob: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Decode the ``.vxf`` bytes of one chunk to an array of ``shape`` and ``dtype``."""
+def decode_chunk(blob: bytes, shape: tuple[int, ...], dtype: np.dtype, fill: Any = 0) -> np.ndarray:
+    """Decode the ``.vxf`` bytes of one chunk to an array of ``shape`` and ``dtype`` (a
+    chunk coded without its trailing fill slabs is padded back with ``fill``)."""
     from voxfield.compress.api import decompress
     from voxfield.errors import FormatError
 
     vol = decompress(bytes(blob))
     data = vol.data
-    if data.size != math.prod(shape):
-        raise FormatError(f"a voxfield chunk holds {data.size} values where the array's chunk has "
+    stored = vol.meta.get("chunk", {}).get("shape") if isinstance(vol.meta.get("chunk"), dict) else None
+    cshape = tuple(int(n) for n in stored) if isinstance(stored, list) and len(stored) == len(shape) else tuple(shape)
+    if data.size != math.prod(cshape) or any(c > n for c, n in zip(cshape, shape)):
+        raise FormatError(f"a voxfield chunk holds {data.size} values {cshape} where the array's chunk has "
                           f"{math.prod(shape)} (shape {shape})")
     if data.dtype != dtype:
         data = data.astype(dtype)
-    return data.reshape(shape)
+    data = data.reshape(cshape)
+    if cshape == tuple(shape):
+        return data
+    out = np.full(shape, fill, dtype=dtype)
+    out[tuple(slice(0, n) for n in cshape)] = data
+    return out

@@ -58,6 +58,17 @@ def _config(method: str, target: Any, settings: dict[str, Any] | None, axes: str
             "weights": dict(weights) if weights is not None else weights_versions(), "version": FORMAT_VERSION}
 
 
+def _fill(chunk_spec: Any) -> Any:
+    """The array's fill value as a Python number (None when it has none)."""
+    fv = getattr(chunk_spec, "fill_value", None)
+    if fv is None:
+        return None
+    try:
+        return np.asarray(fv).item()
+    except (TypeError, ValueError):
+        return None
+
+
 def _make_v3_class() -> type:
     from zarr.abc.codec import ArrayBytesCodec
     from zarr.core.common import parse_named_configuration
@@ -105,12 +116,14 @@ def _make_v3_class() -> type:
 
         def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
             arr = np.asarray(chunk_array.as_numpy_array())
-            blob = encode_chunk(arr, self.method, ChunkTarget.from_dict(self.target), self.settings, self.axes)
+            blob = encode_chunk(arr, self.method, ChunkTarget.from_dict(self.target), self.settings, self.axes,
+                                fill=_fill(chunk_spec))
             return chunk_spec.prototype.buffer.from_bytes(blob)
 
         def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
             dtype = chunk_spec.dtype.to_native_dtype()
-            arr = decode_chunk(chunk_bytes.to_bytes(), tuple(chunk_spec.shape), np.dtype(dtype))
+            arr = decode_chunk(chunk_bytes.to_bytes(), tuple(chunk_spec.shape), np.dtype(dtype),
+                               _fill(chunk_spec) if _fill(chunk_spec) is not None else 0)
             return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
 
         async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:

@@ -66,6 +66,10 @@ def open_lazy(path: str | os.PathLike[str]) -> LazyImage:
         if isinstance(node, zarr.Array):
             axes = axes_for_ndim(node.ndim, p)
             return LazyImage(p, [da.from_zarr(node)], axes, [[1.0] * node.ndim], [[0.0] * node.ndim], "px")
+        vf = node.attrs.get("voxfield")
+        if isinstance(vf, dict) and vf.get("complete") is False:
+            raise FormatError("an unfinished voxfield store (its run stopped before the end); rerun the same "
+                              "`voxfield compress` command to finish it", p)
         image, attrs, _ = omezarr._find_image(node)
         if image is None:
             raise FormatError("not an OME-Zarr image (no multiscales metadata)", p)

@@ -1,0 +1,119 @@
+"""What a worker runs: one task writes one region of the output and then its done marker.
+
+Tasks are plain functions of a picklable :class:`Job` and a task number, so the same code
+runs inline, on a local Dask cluster or on a remote one. A task that dies leaves no
+marker and is simply run again on resume: it rewrites its whole region (a level-0 shard
+is one object in the store), so the result is the same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxfield.compress.chunked.plan import Plan, halved_dims, scaled_box
+from voxfield.compress.chunked.source import Source
+
+#: Folder of the output store holding the run's bookkeeping (removed when complete).
+STATE_DIR = ".voxfield"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a task needs: the input, the plan, the output store's path."""
+
+    source: Source
+    plan: Plan
+    output: str
+
+    def marker(self, level: int, index: int) -> Path:
+        return Path(self.output) / STATE_DIR / "done" / str(level) / str(index)
+
+
+def is_done(job: Job, level: int, index: int) -> bool:
+    """True when the task has written its region completely."""
+    return job.marker(level, index).exists()
+
+
+def _mark(job: Job, level: int, index: int) -> None:
+    m = job.marker(level, index)
+    m.parent.mkdir(parents=True, exist_ok=True)
+    tmp = m.with_name(m.name + ".tmp")
+    tmp.write_bytes(b"")
+    os.replace(tmp, m)
+
+
+def _single_threaded() -> None:
+    """One task per core: keep torch and the codecs' thread pools to one thread."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process so far, in bytes."""
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(kb if sys.platform == "darwin" else kb * 1024)
+
+
+def _array(job: Job, level: int) -> Any:
+    import zarr
+
+    return zarr.open_array(store=job.output, path=str(level), mode="r+")
+
+
+def shard_task(job: Job, index: int) -> dict[str, Any]:
+    """Round 0: read one level-0 shard from the input, write it, and write the pyramid
+    levels that lie inside it (block means of the original voxels)."""
+    from voxfield.io.omezarr import _block_mean
+
+    _single_threaded()
+    plan = job.plan
+    box = plan.shard_boxes()[index]
+    if is_done(job, 0, index):
+        return {"index": index, "skipped": True}
+    data = job.source.read(box)
+    _array(job, 0)[box] = data
+    lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    for k in range(1, plan.in_shard + 1):
+        data = _block_mean(data, halved_dims(plan, k))
+        region = scaled_box(box, plan.levels[k].factors, plan.levels[k].shape)
+        _array(job, k)[region] = data
+    _mark(job, 0, index)
+    return {"index": index, "skipped": False, "min": lo, "max": hi, "peak_rss": peak_rss(),
+            "nbytes": int(np.prod([b.stop - b.start for b in box])) * plan.itemsize}
+
+
+def level_task(job: Job, level: int, index: int) -> dict[str, Any]:
+    """Later rounds: make a block of ``level`` from the decoded ``level - 1``."""
+    from voxfield.io.omezarr import _block_mean
+
+    _single_threaded()
+    plan = job.plan
+    if is_done(job, level, index):
+        return {"index": index, "skipped": True}
+    box = plan.level_boxes(level)[index]
+    prev = plan.levels[level - 1]
+    step = tuple(f // pf for f, pf in zip(plan.levels[level].factors, prev.factors))
+    src = tuple(slice(b.start * s, min(b.stop * s, n)) for b, s, n in zip(box, step, prev.shape))
+    data = np.asarray(_array(job, level - 1)[src])
+    out = _block_mean(data, halved_dims(plan, level))
+    _array(job, level)[box] = out
+    _mark(job, level, index)
+    return {"index": index, "skipped": False, "peak_rss": peak_rss()}
+
+
+def range_task(source: Source, box: tuple[slice, ...]) -> tuple[float, float]:
+    """(min, max) of one region of the input (the data range of a PSNR target)."""
+    _single_threaded()
+    data = source.read(box)
+    return float(data.min()), float(data.max())
