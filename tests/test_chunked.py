@@ -53,7 +53,7 @@ def test_default_plans() -> None:
     assert p.in_shard >= 1
     assert worker_memory_bytes(p) < 2 * 2**30
     f32 = make_plan("ZYX", (4096, 4096, 4096), "<f4", {})
-    assert f32.shards == (512, 512, 512) and worker_memory_bytes(f32) < 2 * 2**30
+    assert f32.shards == (256, 512, 512) and worker_memory_bytes(f32) < 2 * 2**30
     c = make_plan("CZYX", (3, 200, 512, 512), "<u2", {})
     assert c.chunks == (1, 128, 128, 128) and c.shards[0] == 1
     t = make_plan("TYX", (2000, 512, 512), "<u2", {})
@@ -141,6 +141,25 @@ def test_resume_after_a_crash_gives_identical_store(tif: tuple[Path, np.ndarray]
     res = compress_to_zarr(path, out, ratio=16, chunks=(32, 64, 64), shards=(64, 128, 128), workers=1)
     assert res.resumed_tasks == 2
     assert digest(out) == digest(ref)
+
+
+def test_store_reads_in_plain_zarr_without_importing_voxfield(tif: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """The issue's bar: a zarr reader script, with voxfield installed but never imported,
+    reads the sharded store through the ``zarr.codecs`` entry point."""
+    import subprocess
+    import sys
+
+    path, x = tif
+    out = tmp_path / "plain.ome.zarr"
+    compress_to_zarr(path, out, max_error=2.0, chunks=(32, 64, 64), workers=1)
+    script = ("import sys, zarr, numpy as np\n"
+              "g = zarr.open_group(sys.argv[1], mode='r')\n"
+              "a = g['0'][...]\n"
+              "print(a.shape, int(a.astype(np.int64).sum()), g.attrs['ome']['multiscales'][0]['axes'][0]['name'])\n")
+    r = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    y = np.asarray(voxfield.open(out))
+    assert r.stdout.split() == [f"({x.shape[0]},", f"{x.shape[1]},", f"{x.shape[2]})", str(int(y.astype(np.int64).sum())), "z"]
 
 
 def test_local_cluster_of_two_processes(tif: tuple[Path, np.ndarray], tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ import numpy as np
 from voxfield.errors import OptionError, TargetNotMet
 
 #: Kinds of per-chunk targets.
-TARGET_KINDS = ("ratio", "max_abs_error", "rmse", "lossless")
+TARGET_KINDS = ("ratio", "ratio_rd", "max_abs_error", "rmse", "lossless")
+#: ``ratio_rd``: a chunk's bits stay within this factor of the array's mean.
+RD_MAX_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class ChunkTarget:
 
     kind: str
     value: float | None = None
+    slope: float | None = None
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
@@ -51,23 +55,39 @@ class ChunkTarget:
         if self.kind != "lossless":
             if self.value is None or not math.isfinite(self.value) or self.value <= 0:
                 raise OptionError(f"chunk target {self.kind} needs a finite value > 0, got {self.value!r}")
-            if self.kind == "ratio" and self.value <= 1:
+            if self.kind in ("ratio", "ratio_rd") and self.value <= 1:
                 raise OptionError(f"compression ratio must be > 1, got {self.value:g}")
+        if self.kind == "ratio_rd":
+            for name, v in (("slope", self.slope), ("alpha", self.alpha)):
+                if v is None or not math.isfinite(v) or v <= 0:
+                    raise OptionError(f"chunk target ratio_rd needs a finite {name} > 0, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": self.value}
+        d: dict[str, Any] = {"kind": self.kind, "value": self.value}
+        if self.kind == "ratio_rd":
+            d.update(slope=self.slope, alpha=self.alpha)
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> ChunkTarget:
         if not isinstance(d, dict) or "kind" not in d:
             raise OptionError(f"chunk target {d!r}: expected {{'kind': ..., 'value': ...}}")
-        v = d.get("value")
-        return cls(str(d["kind"]), None if v is None else float(v))
+
+        def num(key: str) -> float | None:
+            v = d.get(key)
+            try:
+                return None if v is None else float(v)
+            except (TypeError, ValueError):
+                raise OptionError(f"chunk target {key} {v!r} is not a number") from None
+
+        return cls(str(d["kind"]), num("value"), num("slope"), num("alpha"))
 
     def text(self) -> str:
         """The target in words, for reports."""
         if self.kind == "ratio":
             return f"ratio {self.value:g} per chunk"
+        if self.kind == "ratio_rd":
+            return f"ratio {self.value:g} on average, bits allocated across chunks by rate-distortion slope"
         if self.kind == "max_abs_error":
             return f"max error {self.value:g} per voxel"
         if self.kind == "rmse":
@@ -154,13 +174,9 @@ def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: di
     if target.kind == "lossless" or float(data.max()) == float(data.min()):
         return compress(vol, codec="zstd", check=False).payload
     if target.kind == "ratio":
-        try:
-            return compress(vol, ratio=target.value, **kw).payload
-        except TargetNotMet as exc:
-            if exc.best is not None:
-                return exc.best
-            # a sliver of an edge chunk too small to hold the codec's header at that ratio
-            return compress(vol, codec="zstd", check=False).payload
+        return _at_ratio(vol, float(target.value), kw)  # type: ignore[arg-type]
+    if target.kind == "ratio_rd":
+        return _rd_allocated(vol, target, kw)
     if target.kind == "max_abs_error":
         return compress(vol, max_error=target.value, **kw).payload
     # rmse: this chunk's PSNR on its own range
@@ -170,6 +186,63 @@ def encode_chunk(arr: np.ndarray, method: str, target: ChunkTarget, settings: di
     if db > 140.0:
         return compress(vol, codec="zstd", check=False).payload
     return compress(vol, psnr=max(db, 1.0), **kw).payload
+
+
+#: A chunk's file is given at least this many bytes: a sliver at the array's edge (a few
+#: planes of a chunk) coded at the array's ratio would spend nearly all of its bytes on
+#: the ``.vxf`` header and decode as a visible seam.
+MIN_CHUNK_FILE = 2048
+
+
+def _at_ratio(vol: Any, ratio: float, kw: dict[str, Any]) -> bytes:
+    from voxfield.compress.api import compress
+
+    ratio = min(ratio, vol.data.nbytes / MIN_CHUNK_FILE)
+    if ratio < 2.0:
+        return compress(vol, codec="zstd", check=False).payload
+    try:
+        return compress(vol, ratio=ratio, **kw).payload
+    except TargetNotMet as exc:
+        if exc.best is not None:
+            return exc.best
+        # a sliver of an edge chunk too small to hold the codec's header at that ratio
+        return compress(vol, codec="zstd", check=False).payload
+
+
+def chunk_mse(vol: Any, blob: bytes) -> float:
+    """Mean squared error of the decoded ``blob`` against ``vol``'s data."""
+    from voxfield.compress.api import decompress
+
+    dec = decompress(blob).data.astype(np.float64).reshape(vol.data.shape)
+    return float(np.mean((dec - vol.data.astype(np.float64)) ** 2))
+
+
+def rd_bits(d0: float, b0: float, alpha: float, slope: float, b_mean: float) -> float:
+    """Bits per voxel minimising ``D + slope * b`` for a chunk whose distortion at ``b0``
+    bits per voxel is ``d0`` and falls as ``b**-alpha`` (a power law fits wavelet and
+    transform codecs at these rates), kept within :data:`RD_MAX_FACTOR` of ``b_mean``."""
+    if d0 <= 0:
+        return b_mean / RD_MAX_FACTOR
+    b = (alpha * d0 * b0**alpha / slope) ** (1.0 / (alpha + 1.0))
+    return float(min(max(b, b_mean / RD_MAX_FACTOR), b_mean * RD_MAX_FACTOR))
+
+
+def _rd_allocated(vol: Any, target: ChunkTarget, kw: dict[str, Any]) -> bytes:
+    """``ratio_rd``: code at the array's mean ratio, measure the distortion, and recode at
+    the rate where this chunk's distortion falls as fast per bit as the array's slope
+    (``target.slope``, calibrated on sampled chunks so that the mean stays on ratio).
+    Equal slopes minimise the total squared error for the total bytes."""
+    assert target.value is not None and target.slope is not None and target.alpha is not None
+    n = vol.data.size
+    bits_raw = 8.0 * vol.data.dtype.itemsize
+    b_mean = bits_raw / target.value
+    first = _at_ratio(vol, target.value, kw)
+    b0 = 8.0 * len(first) / n
+    d0 = chunk_mse(vol, first)
+    b = rd_bits(d0, b0, target.alpha, target.slope, b_mean)
+    if abs(b / b0 - 1.0) < 0.04:
+        return first
+    return _at_ratio(vol, max(bits_raw / b, 1.0001), kw)
 
 
 def decode_chunk(blob: bytes, shape: tuple[int, ...], dtype: np.dtype, fill: Any = 0) -> np.ndarray:

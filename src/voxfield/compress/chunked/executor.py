@@ -14,11 +14,14 @@ CONNECT_TIMEOUT_S = 10
 
 
 @contextmanager
-def dask_client(workers: int, scheduler: str | None, memory_limit: int | None = None) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``scheduler``, or for a new local cluster of
-    ``workers`` processes; ``None`` (run inline) for one local worker."""
+def dask_client(workers: int, scheduler: str | None, memory_limit: int | None = None
+                ) -> Iterator[Callable[[], Any]]:
+    """Yields ``get()``: the ``distributed.Client`` for ``scheduler``, or for a new local
+    cluster of ``workers`` processes, or ``None`` (run inline) for one local worker. A
+    local cluster starts in the background, so the caller can work (probe the codecs)
+    while its worker processes boot; ``get()`` waits for it."""
     if scheduler is None and workers <= 1:
-        yield None
+        yield lambda: None
         return
     try:
         from distributed import Client, LocalCluster
@@ -34,18 +37,28 @@ def dask_client(workers: int, scheduler: str | None, memory_limit: int | None = 
             raise OptionError(f"Dask scheduler {scheduler} does not answer within {CONNECT_TIMEOUT_S} s "
                               f"({type(exc).__name__}); start it (dask scheduler) or check the address") from None
         try:
-            yield client
+            yield lambda: client
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           memory_limit=memory_limit or "auto", silence_logs=logging.ERROR)
-    client = Client(cluster)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start() -> tuple[Any, Any]:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               memory_limit=memory_limit or "auto", silence_logs=logging.ERROR)
+        return cluster, Client(cluster)
+
+    pool = ThreadPoolExecutor(1)
+    booting = pool.submit(start)
     try:
-        yield client
+        yield lambda: booting.result()[1]
     finally:
-        client.close()
-        cluster.close()
+        try:
+            cluster, client = booting.result()
+            client.close()
+            cluster.close()
+        finally:
+            pool.shutdown()
 
 
 def run_tasks(client: Any, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]],

@@ -6,7 +6,7 @@ Defaults (per NGFF axis):
 =========  ======================================  =========================
 data       chunk                                   shard (chunks per axis)
 =========  ======================================  =========================
-ZYX        128 x 128 x 128                         4 x 4 x 4 (512^3)
+ZYX        128 x 128 x 128                         4 x 4 x 4 (512^3 of 2 bytes)
 CZYX/TCZYX 1 per channel and time point, 128^3     1, 4 x 4 x 4
 TYX (2D+t) 32 time points x 256 x 256              4 x 4 x 4 (128 x 1024^2)
 YX / CYX   1 per channel, 1024 x 1024              1, 2 x 2
@@ -30,7 +30,7 @@ import numpy as np
 from voxfield.errors import OptionError
 
 #: Largest level-0 shard a task holds in memory (bytes of the input dtype).
-MAX_SHARD_BYTES = 512 * 2**20
+MAX_SHARD_BYTES = 256 * 2**20
 #: Pyramid levels stop when the smallest halved spatial axis would fall below this.
 MIN_LEVEL_SIZE = 64
 #: Chunks per halved axis in a task of a deep pyramid level.
@@ -94,16 +94,17 @@ class Plan:
 
 def worker_memory_bytes(plan: Plan) -> int:
     """Upper bound of the memory one task uses: the shard it reads (input dtype), the
-    pyramid levels it derives (at most 1/7 more), zarr's encoded shard buffer (at most the
-    input again), a float64 working copy of one chunk and the codec's own work on it
-    (about 8 copies), and a fixed 600 MB for the interpreter and the libraries."""
+    pyramid level it derives next (a float64 mean of 1/8 of the voxels and its rounding),
+    zarr's buffers (at most the input again): 2.5 x the shard; a float64 working copy of
+    one chunk and the codec's work on it (8 copies); 600 MB for the interpreter and the
+    libraries; and the 256 MB glibc may keep for reuse (``tasks.MALLOC_KEEP_BYTES``)."""
     shard = math.prod(min(s, n) for s, n in zip(plan.shards, plan.shape)) * plan.itemsize
     chunk = math.prod(min(c, n) for c, n in zip(plan.chunks, plan.shape))
     deep = 0
     for k in plan.rounds():
         step = [c * LEVEL_TASK_CHUNKS for c in plan.level_chunks(k)]
         deep = max(deep, math.prod(min(2 * s, n) for s, n in zip(step, plan.levels[k - 1].shape)) * 8)
-    return int(max(shard * (2 + 1 / 7), deep) + chunk * 8 * 8 + 600 * 2**20)
+    return int(max(shard * 2.5, deep) + chunk * 8 * 8 + (600 + 256) * 2**20)
 
 
 def default_chunks(letters: str, shape: tuple[int, ...]) -> tuple[int, ...]:

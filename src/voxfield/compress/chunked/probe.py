@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from voxfield.compress.chunk_codec import ChunkTarget, decode_chunk, encode_chunk
+from voxfield.compress.chunk_codec import ChunkTarget, decode_chunk, encode_chunk, rd_bits
+from voxfield.compress.chunk_codec import _rd_allocated as _rd_file
 from voxfield.compress.chunked.plan import Plan
 from voxfield.compress.chunked.source import Source
 from voxfield.errors import OptionError, VoxfieldError
@@ -27,6 +28,12 @@ from voxfield.errors import OptionError, VoxfieldError
 FAST_CODECS = ("sperr", "sz3", "zfp")
 #: Chunks sampled by the probe.
 PROBE_CHUNKS = 4
+#: Rounds of slope correction on the samples' real file sizes, and the rate error that
+#: stops them.
+RD_CORRECTIONS = 3
+RD_RATE_TOLERANCE = 0.02
+#: Chunks sampled to calibrate the rate-distortion slope of a ratio target.
+RD_CHUNKS = 32
 
 
 @dataclass
@@ -108,3 +115,58 @@ def choose_codec(source: Source, plan: Plan, target: ChunkTarget, candidates: tu
         ok = [r for r in rows if r.met] or rows
         best = min(ok, key=lambda r: (r.nbytes, -r.psnr_db))
     return best.codec, rows
+
+
+def calibrate_rd(source: Source, plan: Plan, codec: str, ratio: float, settings: dict[str, Any] | None = None,
+                 n: int = RD_CHUNKS) -> ChunkTarget | None:
+    """The ``ratio_rd`` target of a ``ratio`` goal: code ``n`` sampled chunks at the ratio
+    and at 1.5x more bits, fit the distortion's power law (exponent ``alpha``, the median
+    over the chunks), and find the slope at which the chunks' rate-distortion optimal bits
+    average the goal. None when the samples cannot tell (constant data)."""
+    from voxfield.compress.chunk_codec import _at_ratio, _method_kwargs, _volume, chunk_mse
+
+    kw: dict[str, Any] = {**_method_kwargs(codec), **(settings or {}), "check": False}
+    pts = []
+    vols = []
+    alphas = []
+    for box in sample_boxes(plan, n):
+        block = source.read(box)
+        if not block.size or float(block.max()) == float(block.min()):
+            continue
+        vol = _volume(block, plan.letters)
+        first = _at_ratio(vol, ratio, kw)
+        more = _at_ratio(vol, ratio / 1.5, kw)
+        b0, b1 = 8.0 * len(first) / block.size, 8.0 * len(more) / block.size
+        d0, d1 = chunk_mse(vol, first), chunk_mse(vol, more)
+        pts.append((d0, b0, block.size))
+        vols.append(vol)
+        if d0 > 0 and d1 > 0 and b1 > b0 * 1.05 and d1 < d0:
+            alphas.append(math.log(d0 / d1) / math.log(b1 / b0))
+    if not pts or not alphas:
+        return None
+    alpha = float(min(max(float(np.median(alphas)), 0.2), 4.0))
+    bits_raw = 8.0 * np.dtype(plan.dtype).itemsize
+    b_mean = bits_raw / ratio
+    total = sum(p[2] for p in pts)
+
+    def mean_bits(slope: float) -> float:
+        return sum(rd_bits(d, b, alpha, slope, b_mean) * m for d, b, m in pts) / total
+
+    lo = min(alpha * d / b for d, b, _ in pts if d > 0) / 1e3
+    hi = max(alpha * d / b for d, b, _ in pts if d > 0) * 1e3
+    for _ in range(80):
+        mid = math.sqrt(lo * hi)
+        if mean_bits(mid) > b_mean:
+            lo = mid
+        else:
+            hi = mid
+    slope = math.sqrt(lo * hi)
+    # the model's bits are not the file's (headers, codecs that stop short of a rate):
+    # code the samples as the chunks will be coded and correct the slope on what they take
+    for _ in range(RD_CORRECTIONS):
+        target = ChunkTarget("ratio_rd", ratio, slope, alpha)
+        got = sum(8.0 * len(_rd_file(v, target, kw)) for v in vols) / total
+        if abs(got / b_mean - 1.0) <= RD_RATE_TOLERANCE:
+            break
+        slope *= (got / b_mean) ** (alpha + 1.0)
+    return ChunkTarget("ratio_rd", ratio, slope, alpha)
