@@ -249,3 +249,9 @@ def test_cli_compress_decompress_and_refusals(tif: tuple[Path, np.ndarray], tmp_
     assert main(["decompress", str(out), "-o", str(npy)]) == 0
     assert np.array_equal(np.load(npy), y.data)
     assert main(["compress", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "m.ome.zarr")]) == 2
+    eq = tmp_path / "eq.ome.zarr"
+    assert main(["compress", str(path), "-o", str(eq), "--ratio", "12", "--equal-ratio", "--chunks", "32,64,64",
+                 "--workers", "1", "--levels", "1"]) == 0
+    attrs = json.loads((eq / "zarr.json").read_text())["attributes"]["voxfield"]
+    assert attrs["chunk_target"] == {"kind": "ratio", "value": 12.0}
+    assert 12 * 0.9 < x.nbytes / attrs["bytes_per_level"][0] < 12 * 1.1

@@ -183,6 +183,7 @@ def compress(
     chunks: Annotated[str | None, typer.Option(help="-o OUT.ome.zarr: chunk shape in NGFF axis order (T,C,Z,Y,X), e.g. 128,128,128 [default: 128^3; 1 per channel and time point].")] = None,
     levels: Annotated[int | None, typer.Option(help="-o OUT.ome.zarr: pyramid levels including full resolution [default: down to 64 voxels].")] = None,
     key: Annotated[str | None, typer.Option(help="HDF5 input: the dataset to compress [default: the largest].")] = None,
+    allocate: Annotated[bool, typer.Option("--allocate/--equal-ratio", help="-o OUT.ome.zarr with --ratio: share the bits among chunks by rate-distortion slope (the array within a few % of the ratio), or give every chunk exactly the ratio.")] = True,
     codecs: Annotated[str | None, typer.Option(help="-o OUT.ome.zarr with --method auto: the candidate codecs, comma-separated, or 'all' [default: sperr,sz3,zfp, the ones fast enough for 5 MB/s per core].")] = None,
 ) -> None:
     """Compress a volume into a self-describing .vxf file (a classic codec, with a fitted
@@ -199,7 +200,7 @@ def compress(
             raise OptionError(f"{', '.join(bad)}: not available for chunked OME-Zarr output")
         run_chunked(input, output, method=method or codec or "auto", ratio=ratio, psnr=psnr_db, max_error=max_error,
                     lossless=lossless, chunks=chunks, levels=levels, axes=axes, key=key, workers=workers,
-                    codecs=parse_codecs(codecs),
+                    codecs=parse_codecs(codecs), allocate=allocate,
                     scheduler=scheduler, force=force, settings={**parse_settings(settings),
                                                                 **({"steps": steps} if steps else {}),
                                                                 **({"seed": seed} if seed is not None else {})})
