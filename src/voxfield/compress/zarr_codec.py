@@ -49,7 +49,14 @@ def weights_versions() -> dict[str, str]:
 
 
 def _config(method: str, target: Any, settings: dict[str, Any] | None, axes: str | None,
-            weights: dict[str, str] | None) -> dict[str, Any]:
+            weights: dict[str, str] | None, version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """The checked configuration of either codec (a layout newer than this voxfield's is
+    refused; no target means ratio 32)."""
+    if version != FORMAT_VERSION:
+        raise OptionError(f"voxfield codec layout version {version} is newer than this voxfield "
+                          f"reads ({FORMAT_VERSION}); upgrade voxfield")
+    if target is None:
+        target = {"kind": "ratio", "value": 32.0}
     t = target if isinstance(target, ChunkTarget) else ChunkTarget.from_dict(target)
     if not isinstance(method, str) or not method:
         raise OptionError(f"voxfield codec: method must be a name, got {method!r}")
@@ -93,11 +100,7 @@ def _make_v3_class() -> type:
         def __init__(self, *, method: str = "sperr", target: Any = None, settings: dict[str, Any] | None = None,
                      axes: str | None = None, weights: dict[str, str] | None = None,
                      version: int = FORMAT_VERSION) -> None:
-            if version != FORMAT_VERSION:
-                raise OptionError(f"voxfield codec layout version {version} is newer than this voxfield "
-                                  f"reads ({FORMAT_VERSION}); upgrade voxfield")
-            cfg = _config(method, target if target is not None else {"kind": "ratio", "value": 32.0}, settings,
-                          axes, weights)
+            cfg = _config(method, target, settings, axes, weights, version)
             for k, v in cfg.items():
                 object.__setattr__(self, k, v)
 
@@ -155,11 +158,7 @@ def _make_v2_class() -> type:
         def __init__(self, method: str = "sperr", target: Any = None, settings: dict[str, Any] | None = None,
                      axes: str | None = None, weights: dict[str, str] | None = None,
                      version: int = FORMAT_VERSION) -> None:
-            if version != FORMAT_VERSION:
-                raise OptionError(f"voxfield codec layout version {version} is newer than this voxfield "
-                                  f"reads ({FORMAT_VERSION}); upgrade voxfield")
-            cfg = _config(method, target if target is not None else {"kind": "ratio", "value": 32.0}, settings,
-                          axes, weights)
+            cfg = _config(method, target, settings, axes, weights, version)
             self.method = cfg["method"]
             self.target = cfg["target"]
             self.settings = cfg["settings"]

@@ -17,17 +17,11 @@ import numpy as np
 from voxfield.errors import DataError, OptionError
 
 
-def _machine_memory() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
-
-
 def decompress_zarr(path: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False,
                     progress: Callable[[float], None] | None = None) -> tuple[tuple[int, ...], str, str]:
     """Decode the full resolution of the OME-Zarr store ``path`` into ``output`` (its
     suffix picks the format). Returns ``(shape, dtype name, axes)``."""
+    from voxfield.compress.chunked.write import machine_memory
     from voxfield.io import check_writable
     from voxfield.io.atomic import atomic_path
     from voxfield.io.omezarr_lazy import open_lazy
@@ -46,7 +40,7 @@ def decompress_zarr(path: str | os.PathLike[str], output: str | os.PathLike[str]
             del mm
         return tuple(arr.shape), np.dtype(arr.dtype).name, letters
     need = int(arr.nbytes)
-    if need > _machine_memory() // 2:
+    if need > machine_memory() // 2:
         raise DataError(f"{need / 2**30:.1f} GiB do not fit in memory here; decode to .npy (streamed) instead",
                         out)
     from voxfield.io import write_volume

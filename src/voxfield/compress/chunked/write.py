@@ -99,7 +99,8 @@ def _request(src: Source, method: str, kind: str, value: float | None, plan: Pla
             "settings": settings, "plan": plan.to_dict()}
 
 
-def _machine_memory() -> int:
+def machine_memory() -> int:
+    """Bytes of physical memory of this machine (8 GiB where it cannot be read)."""
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -252,7 +253,7 @@ def compress_to_zarr(input: str | os.PathLike[str], output: str | os.PathLike[st
     spacing = dict(src.spacing)
     plan = make_plan(src.letters, src.shape, src.dtype, spacing, chunks=chunks, shards=shards, levels=levels)
     need = plan.worker_memory()
-    machine = _machine_memory()
+    machine = machine_memory()
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be >= 1, got {workers}")
     n_workers = workers or max(1, min(os.cpu_count() or 1, machine // need))
