@@ -241,6 +241,11 @@ def test_cli_compress_decompress_and_refusals(tif: tuple[Path, np.ndarray], tmp_
     assert "memory per worker at most" in text and "ratio" in text
     assert main(["compress", str(path), "-o", str(out), "--ratio", "8", "--workers", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["info", str(out), "--json"]) == 0  # metadata only, no voxel decoded
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["complete"] is True and facts["shape"] == list(x.shape) and facts["axes"] == "ZYX"
+    assert facts["ratio_level0"] == pytest.approx(x.nbytes / facts["bytes_per_level"][0])
+    assert facts["spacing"] == pytest.approx({"Z": 2.0, "Y": 0.5, "X": 0.5})
     back = tmp_path / "back.tif"
     assert main(["decompress", str(out), "-o", str(back)]) == 0
     y = voxfield.read_volume(back)

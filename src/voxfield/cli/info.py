@@ -131,6 +131,19 @@ def info(
             t.add_row(k, _short(v) if not isinstance(v, float) else f"{v:.4g}")
         console.out.print(t)
         return
+    if file.is_dir():
+        from voxfield.compress.chunked import describe_store
+
+        d = describe_store(file)
+        if d is not None:  # a voxfield store: its metadata, no voxel decoded (it may hold terabytes)
+            if as_json:
+                console.print_json(d)
+                return
+            t = Table(title=f"{file} (voxfield OME-Zarr)", show_header=False, title_justify="left")
+            for k, v in d.items():
+                t.add_row(k, _short(v) if not isinstance(v, float) else f"{v:.4g}")
+            console.out.print(t)
+            return
     vol = read_volume(file, axes=axes)
     d = volume_info(vol, file)
     if as_json:

@@ -10,6 +10,6 @@ the store.
 
 from __future__ import annotations
 
-from voxfield.compress.chunked.write import ChunkedResult, compress_to_zarr, is_unfinished
+from voxfield.compress.chunked.write import ChunkedResult, compress_to_zarr, describe_store, is_unfinished
 
-__all__ = ["ChunkedResult", "compress_to_zarr", "is_unfinished"]
+__all__ = ["ChunkedResult", "describe_store", "compress_to_zarr", "is_unfinished"]

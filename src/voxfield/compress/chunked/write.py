@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from voxfield.compress.chunk_codec import ChunkTarget
 from voxfield.compress.chunked import tasks
 from voxfield.compress.chunked.executor import dask_client, run_tasks
@@ -348,3 +350,42 @@ def is_unfinished(path: str | os.PathLike[str]) -> bool:
     prev = _existing(Path(path))
     return prev is not None and prev.get("complete") is False
 
+
+
+def describe_store(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What ``voxfield info`` shows of a voxfield OME-Zarr store, read from its metadata
+    only (no voxel is decoded): shape, axes, voxel size, layout, codec, target, bytes per
+    level and ratios, and whether the run finished. None when ``path`` is not one."""
+    p = Path(path)
+    vf = _existing(p)
+    if vf is None:
+        return None
+    plan = (vf.get("request") or {}).get("plan") or {}
+    shape = [int(n) for n in plan.get("shape", [])]
+    dtype = str(plan.get("dtype", "?"))
+    try:
+        original = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    except TypeError:
+        original = 0
+    out: dict[str, Any] = {"file": str(p), "format": "ome-zarr (voxfield)", "complete": bool(vf.get("complete")),
+                           "shape": shape, "dtype": np.dtype(dtype).name if original else dtype,
+                           "axes": plan.get("letters"), "chunks": plan.get("chunks"), "shards": plan.get("shards"),
+                           "levels": [lv.get("shape") for lv in plan.get("levels", [])],
+                           "codec": vf.get("codec"), "target": ChunkTarget.from_dict(vf["chunk_target"]).text()
+                           if isinstance(vf.get("chunk_target"), dict) else None,
+                           "memory_per_worker_bytes": vf.get("memory_per_worker_bytes"),
+                           "original_bytes": original}
+    per_level = vf.get("bytes_per_level")
+    if isinstance(per_level, list) and per_level:
+        out["bytes_per_level"] = per_level
+        out["ratio_level0"] = original / max(int(per_level[0]), 1)
+        out["ratio_store"] = original / max(_store_bytes(p), 1)
+    if vf.get("complete"):
+        from voxfield.io.omezarr_lazy import open_lazy
+
+        img = open_lazy(p)
+        out["spacing"] = dict(zip([a for a in img.axes if a in "ZYX"], img.spacing(0)))
+        out["unit"] = img.unit
+        if img.channel_names:
+            out["channels"] = img.channel_names
+    return out
