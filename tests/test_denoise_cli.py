@@ -153,6 +153,14 @@ def test_dust_command(tmp_path: Path) -> None:
     assert d[25, 25, 25] == 0 and d[22, 3, 27] == 0 and np.array_equal(d[5:17, 5:17, 5:17], m[5:17, 5:17, 5:17])
     assert "2 of 3 pieces" in proc.stdout
     assert_error(run_cli("denoise", "dust", src, "-o", out, "--level", "0.5", "--metric", "weight"), "metric")
+    # --mass: the contour encloses 12^3 voxels of 1 Å^3 (the cube) at 1.21 Da/Å^3; the lone
+    # voxel of 1.0 ties with the cube and stays above it, the one of 0.8 falls below
+    proc = run_cli("denoise", "dust", src, "-o", out, "--mass", f"{12**3 * 1.21 / 1000:.6f}", "--apix", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "encloses" in proc.stdout and "1 of 2 pieces" in proc.stdout
+    d = read_volume(out).data
+    assert d[25, 25, 25] == 0 and np.array_equal(d[5:17, 5:17, 5:17], m[5:17, 5:17, 5:17])
+    assert_error(run_cli("denoise", "dust", src, "-o", out, "--contour", "0.5", "--mass", "2"), "not both")
 
 
 # ------------------------------------------------------------------ evaluation
@@ -168,6 +176,7 @@ def test_eval_on_emd_21457(tmp_path: Path) -> None:
         assert 0 <= r["gmean"] <= 1
     assert 0.3 < res["cc_mask"] < 0.9 and 0 < res["similarity"]["similarity"] <= 1
     assert sorted(p.name for p in plots.iterdir()) == ["emd_21457_seg_hist.png", "emd_21457_seg_pr.png"]
+    assert "of the model at 1.21 Da" in res["level_source"]  # contour from the model's mass
     assert "| voxfield (background) |" in run_cli("denoise", "eval", MAP_21457, MODEL_21457, "--resolution", "3.2").stdout
 
 
@@ -179,3 +188,4 @@ def test_eval_rejects_a_model_that_does_not_overlap(tmp_path: Path) -> None:
         m.voxel_size = 1.05
     proc = run_cli("denoise", "eval", moved, MODEL_21457, "--resolution", "3.2")
     assert_error(proc, "CC_mask")
+    assert "--force" in proc.stderr

@@ -268,3 +268,34 @@ def test_origin_handling_emd_21457_segment():
     assert bad.cc_mask[0] < 0.2
     with pytest.warns(ModelMapMismatchWarning, match="0 of 1615 atoms inside the box"):
         cc_mask(d, st, vol.spacing, resolution=3.2, origin=None)  # ORIGIN ignored, as gemmi does
+
+
+# ----------------------------------------------------------------------------- mass contour
+def test_mass_contour_encloses_the_volume_of_the_mass() -> None:
+    from voxfield.metrics.cryoem import PROTEIN_DA_PER_A3, mass_contour
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 0.05, size=(40, 40, 40)).astype(np.float32)
+    m[10:20, 10:20, 10:20] += 1.0  # 1000 voxels of 1.05^3 Å^3
+    kda = 1000 * APIX**3 * PROTEIN_DA_PER_A3 / 1000
+    lev = mass_contour(m, APIX, kda)
+    assert int((m > lev).sum()) == 1000
+    assert 0.5 < lev < 1.0
+    with pytest.raises(OptionError):
+        mass_contour(m, APIX, -3)
+    with pytest.raises(OptionError, match="does not fit"):
+        mass_contour(m, APIX, 1e6)
+
+
+def test_mismatch_cc_falls_with_resolution_and_model_mass() -> None:
+    from voxfield.metrics.map_model import MISMATCH_CC, MISMATCH_CC_FLOOR, mismatch_cc_for, model_mass_kda
+
+    assert mismatch_cc_for(3.2) == MISMATCH_CC == mismatch_cc_for(6.0)
+    assert mismatch_cc_for(15.0) < 0.112 < mismatch_cc_for(10.0)  # the correctly placed actin subunit at 15 Å
+    assert mismatch_cc_for(25.0) == pytest.approx(MISMATCH_CC_FLOOR)
+    st = load_model(shared_file("atomic_models/6vyb_Ndom.pdb"))
+    heavy = sum(1 for ch in st[0] for r in ch for a in r if a.element.name != "H")
+    kda = model_mass_kda(st)
+    # about 110 Da per residue, 7-8 heavy atoms per residue
+    assert 13.0 * heavy / 1000 < kda < 16.5 * heavy / 1000
+

@@ -241,7 +241,8 @@ def train(
 def dust(
     input: Annotated[Path, typer.Argument(help="Map (.mrc/.map, ...).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Map with the dust pieces set to 0.")],
-    level: Annotated[float | None, typer.Option(help="Contour level [default: automatic contour].")] = None,
+    level: Annotated[float | None, typer.Option("--level", "--contour", help="Contour level, e.g. the deposited one [default: the level enclosing --mass, else the automatic contour].")] = None,
+    mass: Annotated[float | None, typer.Option(help="Molecular mass in kDa: the contour encloses it at 1.21 Da/Å³.")] = None,
     size: Annotated[float, typer.Option(help="Pieces whose metric is below this are dust (Å, Å² or Å³).")] = 5.0,
     metric: Annotated[str, typer.Option(help="size (largest bounding-box edge, Å), area (Å²) or volume (Å³).")] = "size",
     apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
@@ -249,15 +250,22 @@ def dust(
     """ChimeraX "hide dust" on the map itself: connected pieces above the level that are
     smaller than the limit are set to 0."""
     from voxfield.denoise.dust import dust_mask
-    from voxfield.metrics.cryoem import auto_contour
+    from voxfield.metrics.cryoem import auto_contour, mass_contour
 
     check_writable(output)
     vol = _read_map(input, apix)
-    lev = float(level) if level is not None else float(auto_contour(vol.data, vol.spacing))
+    if level is not None and mass is not None:
+        raise OptionError("give --contour or --mass, not both")
+    if level is not None:
+        lev, how = float(level), ""
+    elif mass is not None:
+        lev, how = mass_contour(vol.data, vol.spacing, mass), f" (encloses {mass:g} kDa)"
+    else:
+        lev, how = float(auto_contour(vol.data, vol.spacing)), " (auto)"
     res = dust_mask(np.asarray(vol.data, dtype=np.float32), lev, vol.spacing, size=size, metric=metric)
     out = np.where(res.dust, np.zeros((), vol.data.dtype), vol.data).astype(vol.data.dtype, copy=False)
     write_volume(Volume(out, vol.axes, vol.spacing, vol.unit, vol.origin, vol.meta), output)
-    console.out.print(f"{input.name} -> {output}: level {lev:.4g}{' (auto)' if level is None else ''}, "
+    console.out.print(f"{input.name} -> {output}: level {lev:.4g}{how}, "
                       f"{res.n_dust} of {res.n_components} pieces below {size:g} ({metric}) set to 0 "
                       f"({int(res.dust.sum())} voxels)")
 
@@ -267,8 +275,10 @@ def evaluate_cmd(
     map: Annotated[Path, typer.Argument(help="Experimental map.")],
     model: Annotated[Path, typer.Argument(help="Its atomic model (PDB/mmCIF), in the map's frame (ORIGIN honoured).")],
     resolution: Annotated[float, typer.Option(help="The map's resolution in Å (sets the 3-sigma label).")],
-    level: Annotated[float | None, typer.Option(help="Contour level for the threshold and hide-dust baselines "
-                                                     "[default: automatic contour].")] = None,
+    level: Annotated[float | None, typer.Option("--level", "--contour", help="Contour level for the threshold and hide-dust baselines, e.g. the deposited one "
+                                                     "[default: the level enclosing --mass, else the model's mass, at 1.21 Da/Å³].")] = None,
+    mass: Annotated[float | None, typer.Option(help="Molecular mass in kDa for the contour [default: the model's].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Evaluate even when CC_mask says the model does not fit the map.")] = False,
     plots: Annotated[Path | None, typer.Option(help="Folder for the PR-curve and histogram PNGs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Also save the JSON here.")] = None,
@@ -284,6 +294,8 @@ def evaluate_cmd(
 
     if not math.isfinite(resolution) or resolution <= 0:
         raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    if level is not None and mass is not None:
+        raise OptionError("give --contour or --mass, not both")
     _check_resolution(resolution)
     if out is not None:
         check_writable(out)
@@ -294,7 +306,7 @@ def evaluate_cmd(
     net, meta = _load(weights, dev)
     with _bar("eval: tiles") as update:
         res = evaluate(vol, st, atoms, resolution=resolution, model=net, meta=meta, level=level, device=dev,
-                       plots_dir=plots, name=map.name.split(".")[0], progress=update)
+                       plots_dir=plots, name=map.name.split(".")[0], progress=update, mass_kda=mass, force=force)
     if out is not None:
         from voxfield.io.atomic import write_bytes_atomic
 

@@ -12,9 +12,13 @@ voxels that are nonzero in the normalised input (negatives clipped to 0) are cou
   and hide dust (an oracle that knows the answer: an upper bound, not a method);
 - the map–model similarity of eqs. 1–3 (the paper's training-pair filter) and CC_mask.
 
-The contour level is the user's ``level`` (in the map's own units) or, by default, the
-automatic contour of :func:`voxfield.metrics.cryoem.auto_contour` (the level at which one
-connected piece holds 90 % of the surface).
+The contour level, shared by the threshold and hide-dust baselines, is the user's
+``level`` (the deposited contour, in the map's own units), or the level that encloses a
+mass (``--mass`` kDa, else the model's own mass) at 1.21 Da/Å^3
+(:func:`voxfield.metrics.cryoem.mass_contour`). The connectivity rule of
+:func:`~voxfield.metrics.cryoem.auto_contour` is no longer used here: on one map it chose
+4.7 sigma, 3,907 voxels where the mass implies about 10,200, and made both baselines look
+weaker than they are.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from voxfield.denoise.similarity import map_model_similarity
 from voxfield.denoise.unet import UNet3D
 from voxfield.errors import DataError
 from voxfield.io.volume import Volume
-from voxfield.metrics.cryoem import auto_contour
-from voxfield.metrics.map_model import cc_mask
+from voxfield.metrics.cryoem import mass_contour
+from voxfield.metrics.map_model import cc_mask, model_mass_kda
 
 #: ChimeraX hide dust's default size limit (Å).
 DUST_SIZE = 5.0
@@ -75,26 +79,40 @@ def evaluate(
     plots_dir: str | os.PathLike[str] | None = None,
     name: str = "map",
     progress: Callable[[int, int], None] | None = None,
+    mass_kda: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Confusion-matrix evaluation of the network and the baselines on one map–model pair
     (module docstring). ``structure``: the gemmi Structure (for CC_mask); ``atoms``: the same
-    model as :class:`Atoms`. Raises :class:`DataError` naming CC_mask when the model does not
-    overlap the map. Writes ``<name>_pr.png`` and ``<name>_hist.png`` to ``plots_dir``."""
+    model as :class:`Atoms`. Writes ``<name>_pr.png`` and ``<name>_hist.png`` to ``plots_dir``.
+
+    The contour of the threshold and hide-dust baselines is ``level`` (the deposited
+    contour), else the level enclosing ``mass_kda`` at 1.21 Da/Å^3, else the level enclosing
+    the model's own mass (:func:`~voxfield.metrics.map_model.model_mass_kda`).
+
+    Raises :class:`DataError` naming CC_mask when the model does not overlap the map (the
+    accepted CC_mask falls with resolution, :func:`~voxfield.metrics.map_model.mismatch_cc_for`);
+    ``force`` evaluates anyway and records the warning."""
     data = np.asarray(vol.data, dtype=np.float32)
     if data.ndim != 3:
         raise DataError(f"evaluation needs a 3-D map, got shape {data.shape}")
     sp = tuple(float(s) for s in vol.spacing)
     origin = tuple(float(o) for o in vol.origin)
     cc = cc_mask(data, structure, sp, resolution=resolution, origin=origin, warn=False)
-    if cc.warnings:
-        raise DataError(cc.warnings[0])
+    if cc.warnings and not force:
+        raise DataError(cc.warnings[0] + " (--force evaluates anyway)")
     pred = predict_map(model, data, sp, device=device, progress=progress)
     x, prob = pred.work_input, pred.work_prob
     label = structure_label(atoms, x.shape, resolution=resolution, spacing=1.0, origin=origin)
     valid = x > 0
     if not (valid & label).any() or not (valid & ~label).any():
         raise DataError("the model labels no structure voxel (or no noise voxel) among the map's nonzero voxels")
-    lev = float(level) if level is not None else float(auto_contour(data, sp))
+    if level is not None:
+        lev, source = float(level), "given (deposited) contour"
+    else:
+        mass = float(mass_kda) if mass_kda is not None else model_mass_kda(structure)
+        lev = mass_contour(data, sp, mass)
+        source = f"{mass:.1f} kDa {'given' if mass_kda is not None else 'of the model'} at 1.21 Da/Å^3"
     lev_n = lev / pred.scale
     t_bg = resolve_threshold(meta, "background", None)
     t_st = resolve_threshold(meta, "structural", None)
@@ -121,7 +139,8 @@ def evaluate(
     out: dict[str, Any] = {
         "map": name, "resolution_A": resolution, "shape": list(data.shape), "voxel_size_A": list(sp),
         "work_shape": list(x.shape), "valid_voxels": int(valid.sum()), "structure_voxels": int((valid & label).sum()),
-        "noise_voxels": int((valid & ~label).sum()), "level": lev, "level_source": "user" if level is not None else "auto",
+        "noise_voxels": int((valid & ~label).sum()), "level": lev, "level_source": source,
+        "cc_warnings": list(cc.warnings),
         "similarity": simil.to_dict(), "cc_mask": cc.cc_mask[0], "rows": rows,
         "gmean_gain_over_dust": rows[0]["gmean"] - c_dust.gmean,
         "gmean_gain_over_best_dust": rows[0]["gmean"] - c_dust_best.gmean,

@@ -271,6 +271,37 @@ def auto_contour_info(
     return AutoContour(t, "mean+3sd", share, total, total * voxel_vol)
 
 
+#: Mean density of protein (Da per Å^3), the standard rule for the volume a mass encloses.
+PROTEIN_DA_PER_A3 = 1.21
+
+
+def mass_contour(map: np.ndarray, spacing: float | Sequence[float], mass_kda: float) -> float:
+    """The contour level that encloses the volume of ``mass_kda`` kilodaltons at
+    :data:`PROTEIN_DA_PER_A3`: the level with ``mass / 1.21 Å^3`` of voxels above it (the
+    number of voxels rounded to the nearest; the level lies between that many largest
+    values and the next). ``spacing`` in Å.
+
+    Raises :class:`OptionError` for a mass that is not positive or whose volume exceeds
+    the map's box."""
+    a = check_array(map, "map")
+    m = float(mass_kda)
+    if not math.isfinite(m) or m <= 0:
+        raise OptionError(f"mass must be a positive number of kDa, got {mass_kda!r}")
+    sp = spacing3(spacing) if a.ndim == 3 else (float(np.ravel(spacing)[0]),) * 3
+    volume = m * 1000.0 / PROTEIN_DA_PER_A3
+    n = int(round(volume / (sp[0] * sp[1] * sp[2])))
+    if n < 1:
+        raise OptionError(f"{m:g} kDa encloses less than one voxel of this map")
+    if n >= a.size:
+        raise OptionError(f"{m:g} kDa ({volume:,.0f} Å^3) does not fit in the map's box "
+                          f"({a.size * sp[0] * sp[1] * sp[2]:,.0f} Å^3): check the mass and the voxel size")
+    flat = a.reshape(-1).astype(np.float32, copy=False)
+    # between the n-th and the (n+1)-th largest values: n voxels lie above the level
+    part = np.partition(flat, (a.size - n - 1, a.size - n))
+    below, nth = float(part[a.size - n - 1]), float(part[a.size - n])
+    return (below + nth) / 2.0 if below < nth else float(np.nextafter(np.float32(nth), np.float32(-np.inf)))
+
+
 def auto_contour(map: np.ndarray, spacing: float | Sequence[float] = 1.0) -> float:
     """Contour level for a map when the user gives none (rule in the module docstring:
     the highest level at which one connected region holds >= 90 % of the mask; fallback

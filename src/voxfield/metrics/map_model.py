@@ -53,6 +53,40 @@ from voxfield.errors import DataError, FormatError, OptionError
 DEFAULT_CC_MASK_RADIUS = 2.0
 #: CC_mask below which the model is reported as not matching the map.
 MISMATCH_CC = 0.2
+#: Lowest CC_mask accepted at any resolution (maps at 20 Å and worse).
+MISMATCH_CC_FLOOR = 0.05
+
+
+def mismatch_cc_for(resolution: float | None) -> float:
+    """CC_mask below which a model is taken as not matching a map of ``resolution`` Å:
+    :data:`MISMATCH_CC` (0.2) up to 6 Å, falling linearly to :data:`MISMATCH_CC_FLOOR`
+    at 20 Å (a correctly placed model over a 2 Å atom mask correlates weakly with a
+    low-resolution map: 0.11 for one actin subunit at 15 Å)."""
+    if resolution is None or not math.isfinite(resolution) or resolution <= 6.0:
+        return MISMATCH_CC
+    t = min((float(resolution) - 6.0) / 14.0, 1.0)
+    return MISMATCH_CC + t * (MISMATCH_CC_FLOOR - MISMATCH_CC)
+
+
+def model_mass_kda(structure: Any) -> float:
+    """Mass of the model's first model in kDa: the atoms' element weights times their
+    occupancy, plus one hydrogen (1.008 Da) per heavy atom when the file has no hydrogens
+    (proteins hold about as many hydrogens as heavy atoms; deposited models often omit
+    them)."""
+    total, heavy, hydrogens = 0.0, 0, 0
+    for chain in structure[0]:
+        for res in chain:
+            for atom in res:
+                total += atom.element.weight * atom.occ
+                if atom.element.name in ("H", "D"):
+                    hydrogens += 1
+                else:
+                    heavy += 1
+    if hydrogens == 0:
+        total += 1.008 * heavy
+    return total / 1000.0
+
+
 #: Share of the atoms that must lie inside the box (else a warning).
 MIN_INSIDE_FRACTION = 0.5
 
@@ -392,9 +426,10 @@ def cc_mask(
     cc_txt = "undefined (no map voxel near any atom)" if cc0 is None else f"{cc0:.3f}"
     if n_atoms == 0:
         msgs.append("the model has no (non-hydrogen) atoms: CC_mask is undefined")
-    elif n_in < MIN_INSIDE_FRACTION * n_atoms or cc0 is None or cc0 < MISMATCH_CC:
+    elif n_in < MIN_INSIDE_FRACTION * n_atoms or cc0 is None or cc0 < mismatch_cc_for(res):
         msgs.append(
-            f"the model does not seem to overlap the map: CC_mask = {cc_txt}, {n_in} of {n_atoms} "
+            f"the model does not seem to overlap the map: CC_mask = {cc_txt} (accepted from "
+            f"{mismatch_cc_for(res):.3g} at this resolution), {n_in} of {n_atoms} "
             f"atoms inside the box (origin {tuple(round(v, 3) for v in org)} Å, z, y, x); check "
             "that the model belongs to this map and that the map's origin is right "
             "(atoms are shifted by -ORIGIN)"
