@@ -244,3 +244,25 @@ def test_fine_tune_from_weights(tmp_path: Path, atoms_file: Path) -> None:
     with pytest.raises(OptionError, match="channels"):
         train(ds, tmp_path / "ft2", config=TrainConfig(steps=1, batch=1, crop=16, channels=(2, 4)),
               init_weights=tmp_path / "start.safetensors")
+
+
+def test_structure_protection_keeps_the_main_piece_unless_confident() -> None:
+    from voxfield.denoise.api import CONFIDENT_NOISE, protect_structure, recommended_contour
+
+    data = np.zeros((30, 30, 30), np.float32)
+    data[5:20, 5:20, 5:20] = 1.0   # the main structure
+    data[25, 25, 25] = 1.0         # dust above the contour
+    prob = np.full(data.shape, 0.3, np.float32)  # the network is unsure everywhere ...
+    prob[6, 6, 6] = CONFIDENT_NOISE / 2          # ... but one voxel of the main piece it calls noise
+    keep = prob >= 0.5                            # the mode's threshold removes everything
+    out = protect_structure(data, prob, keep, level=0.5)
+    main = data > 0.5
+    main[25, 25, 25] = False
+    assert out[main].sum() == main.sum() - 1 and not out[6, 6, 6]
+    assert not out[25, 25, 25]                    # a separate small piece is not protected
+    safe = protect_structure(data, prob, keep, level=0.5, keep_above=0.9)
+    assert safe[6, 6, 6] and safe[25, 25, 25]     # --keep-above: everything above it stays
+    with pytest.raises(OptionError, match="not both"):
+        recommended_contour(data, 1.0, 0.5, 10.0)
+    lev, src = recommended_contour(data, 1.0, None, 15**3 * 1.21 / 1000)
+    assert 0 < lev < 1 and "kDa" in src

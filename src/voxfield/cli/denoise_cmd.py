@@ -98,6 +98,10 @@ def run(
                                                           "trained range 2.5-10 Å).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file [default: the shipped model].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    contour: Annotated[float | None, typer.Option(help="Recommended (deposited) contour level [default: the level enclosing --mass, else the automatic contour].")] = None,
+    mass: Annotated[float | None, typer.Option(help="Molecular mass in kDa: the contour encloses it at 1.21 Da/Å³.")] = None,
+    keep_above: Annotated[float | None, typer.Option("--keep-above", help="Safety: never remove a voxel above this level.")] = None,
+    protect: Annotated[bool, typer.Option("--protect/--no-protect", help="Keep density above the contour that is connected to the main structure unless the network is confident it is noise (P < 0.05).")] = True,
 ) -> None:
     """Classify every voxel as structure or noise and set the noise voxels to 0."""
     from voxfield.denoise.api import denoise
@@ -107,7 +111,8 @@ def run(
             check_writable(p)
     with _bar("denoise: tiles") as update:
         res = denoise(input, mode=mode, threshold=threshold, apix=apix, resolution=resolution, weights=weights,
-                      device=device, keep_grid=keep_grid, progress=update)
+                      device=device, keep_grid=keep_grid, progress=update, contour=contour, mass_kda=mass,
+                      keep_above=keep_above, protect=protect)
     base = res.volume
     write_volume(base, output)
     if mask_out is not None:
@@ -120,6 +125,9 @@ def run(
         f"{input.name} -> {output}: {mode} mode, threshold {res.threshold:.3f}; {res.removed_fraction:.1%} of the "
         f"positive voxels set to 0; {res.tiles_run}/{res.tiles_total} tiles in {res.seconds:.1f} s on {res.device}"
     )
+    console.out.print(
+        f"  contour {res.contour:.4g} ({res.contour_source}): {res.removed_above_contour:.2%} of the voxels above it "
+        f"set to 0; {res.protected_voxels:,} voxels kept by the structure protection")
 
 
 @app.command()

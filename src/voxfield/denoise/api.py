@@ -25,7 +25,9 @@ TRAINED_RANGE = (2.5, 10.0)
 class DenoiseResult:
     """A denoised map (``volume``; on the original grid unless ``keep_grid=False``), the
     structure ``mask`` and ``probability`` on the same grid, the threshold used, the share
-    of positive voxels set to 0, and how the prediction ran."""
+    of positive voxels set to 0, and how the prediction ran; the contour level (and where
+    it came from), the share of the voxels above it set to 0, and how many voxels the
+    structure protection kept (:func:`protect_structure`)."""
 
     volume: Volume
     mask: np.ndarray
@@ -36,6 +38,10 @@ class DenoiseResult:
     tiles_total: int
     device: str
     seconds: float
+    contour: float | None = None
+    contour_source: str = ""
+    removed_above_contour: float | None = None
+    protected_voxels: int = 0
 
 
 def prepare_map(vol: Volume, apix: float | None = None, name: Any = None) -> Volume:
@@ -59,6 +65,52 @@ def prepare_map(vol: Volume, apix: float | None = None, name: Any = None) -> Vol
     return vol
 
 
+#: Density above the contour and connected to the main structure is removed only where
+#: the network's structure probability is below this (it is confident it is noise).
+CONFIDENT_NOISE = 0.05
+#: Pieces above the contour holding at least this share of the largest piece's voxels
+#: count as the main structure (several subunits may be separate at the contour).
+MAIN_PIECE_SHARE = 0.1
+
+
+def protect_structure(data: np.ndarray, prob: np.ndarray, keep: np.ndarray, level: float,
+                      keep_above: float | None = None) -> np.ndarray:
+    """The structure mask ``keep`` with the main structure protected: voxels above
+    ``level`` in a piece of at least :data:`MAIN_PIECE_SHARE` of the largest piece are
+    kept unless the probability is below :data:`CONFIDENT_NOISE`; with ``keep_above``,
+    every voxel above that level is kept whatever the network says."""
+    from scipy import ndimage
+
+    out = keep.copy()
+    above = np.asarray(data) > level
+    labels, n = ndimage.label(above)
+    if n:
+        sizes = np.bincount(labels.ravel())[1:]
+        main = np.zeros(n + 1, dtype=bool)
+        main[1:] = sizes >= MAIN_PIECE_SHARE * sizes.max()
+        out |= main[labels] & (np.asarray(prob) >= CONFIDENT_NOISE)
+    if keep_above is not None:
+        out |= np.asarray(data) > keep_above
+    return out
+
+
+def recommended_contour(data: np.ndarray, spacing: Any, contour: float | None, mass_kda: float | None
+                        ) -> tuple[float, str]:
+    """``(level, source)``: the given ``contour`` (e.g. the deposited one), else the level
+    enclosing ``mass_kda`` at 1.21 Da/Å^3, else the automatic contour (connectivity rule)."""
+    from voxfield.metrics.cryoem import auto_contour, mass_contour
+
+    if contour is not None and mass_kda is not None:
+        raise OptionError("give --contour or --mass, not both")
+    if contour is not None:
+        if not math.isfinite(contour):
+            raise OptionError(f"--contour must be a number, got {contour}")
+        return float(contour), "given"
+    if mass_kda is not None:
+        return mass_contour(data, spacing, mass_kda), f"encloses {mass_kda:g} kDa"
+    return float(auto_contour(data, spacing)), "automatic"
+
+
 def check_resolution(resolution: float | None) -> None:
     """Refuse a resolution that is not a positive number; warn outside the trained range."""
     if resolution is None:
@@ -74,7 +126,8 @@ def check_resolution(resolution: float | None) -> None:
 def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", threshold: float | None = None,
             apix: float | None = None, resolution: float | None = None,
             weights: str | os.PathLike[str] | None = None, device: str = "auto", keep_grid: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> DenoiseResult:
+            progress: Callable[[int, int], None] | None = None, contour: float | None = None,
+            mass_kda: float | None = None, keep_above: float | None = None, protect: bool = True) -> DenoiseResult:
     """Classify every voxel of a cryo-EM map as structure or noise with the 3D U-Net and
     set the noise voxels to 0.
 
@@ -84,9 +137,17 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     Å for maps whose header has none. ``resolution`` (Å) is only checked against
     :data:`TRAINED_RANGE`. ``weights``: a weights file (default: the shipped model).
     ``keep_grid=False`` returns the result on the 1 Å working grid.
-    ``progress(done, total)`` reports tiles."""
+    ``progress(done, total)`` reports tiles.
+
+    ``contour`` (the deposited level) or ``mass_kda`` set the recommended contour
+    (default: the automatic one). With ``protect`` (default), density above it that is
+    connected to the main structure is removed only where the network is confident
+    (:func:`protect_structure`); ``keep_above`` keeps every voxel above that level. The
+    result reports the share of the voxels above the contour that were set to 0."""
+    if keep_above is not None and not math.isfinite(keep_above):
+        raise OptionError(f"--keep-above must be a number, got {keep_above}")
     from voxfield.compress.neural import resolve_device
-    from voxfield.denoise.predict import apply_mask, predict_map, resolve_threshold
+    from voxfield.denoise.predict import predict_map, resolve_threshold
     from voxfield.denoise.unet import default_weights_path, load_weights
     from voxfield.io import read_volume
 
@@ -101,17 +162,23 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     t = resolve_threshold(meta, mode, threshold)
     t0 = time.perf_counter()
     pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=progress)
+    level, source = recommended_contour(np.asarray(vol.data, dtype=np.float32), vol.spacing, contour, mass_kda)
     if keep_grid:
-        den, keep = apply_mask(vol.data, pred.prob, t)
-        prob, base = pred.prob, vol
+        grid, prob, base = np.asarray(vol.data), pred.prob, vol
     else:
         from voxfield.denoise.grid import to_work_grid
 
-        work = to_work_grid(vol.data, vol.spacing)
-        den, keep = apply_mask(work, pred.work_prob, t)
+        grid = to_work_grid(vol.data, vol.spacing)
         prob = pred.work_prob
-        base = Volume(work, vol.axes, (1.0, 1.0, 1.0), "Å", vol.origin, vol.meta)
-    nz = np.asarray(vol.data) > 0
-    removed = float((nz & ~(pred.prob >= t)).sum()) / max(1, int(nz.sum()))
+        base = Volume(grid, vol.axes, (1.0, 1.0, 1.0), "Å", vol.origin, vol.meta)
+    keep = np.asarray(prob) >= t
+    before = int(keep.sum())
+    if protect or keep_above is not None:
+        keep = protect_structure(grid, prob, keep, level if protect else np.inf, keep_above)
+    den = np.where(keep, grid, np.zeros((), dtype=grid.dtype)).astype(grid.dtype, copy=False)
+    nz = grid > 0
+    removed = float((nz & ~keep).sum()) / max(1, int(nz.sum()))
+    above = grid > level
+    removed_above = float((above & ~keep).sum()) / max(1, int(above.sum()))
     return DenoiseResult(base.with_data(den), keep, prob, float(t), removed, pred.tiles_run, pred.tiles_total,
-                         dev.type, time.perf_counter() - t0)
+                         dev.type, time.perf_counter() - t0, level, source, removed_above, int(keep.sum()) - before)

@@ -134,6 +134,12 @@ def evaluate(
                      t_thr_best * pred.scale))
     lv_best, c_dust_best = _best_dust(x, label, valid)
     rows.append(_row("hide dust, best level (oracle)", c_dust_best, lv_best * pred.scale))
+    from voxfield.denoise.api import protect_structure
+
+    for mode, t in (("background", t_bg), ("structural", t_st)):
+        kept = protect_structure(x, prob, prob >= t, lev_n)
+        rows.append(_row(f"voxfield ({mode}, protected)", confusion_from_masks(~kept, label, valid), t,
+                         "as `voxfield denoise` runs by default: main structure above the contour kept unless P < 0.05"))
     sim = molmap(atoms, x.shape, resolution=resolution, origin=origin)
     simil = map_model_similarity(x, sim, lev_n)
     out: dict[str, Any] = {
