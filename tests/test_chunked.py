@@ -260,3 +260,19 @@ def test_cli_compress_decompress_and_refusals(tif: tuple[Path, np.ndarray], tmp_
     attrs = json.loads((eq / "zarr.json").read_text())["attributes"]["voxfield"]
     assert attrs["chunk_target"] == {"kind": "ratio", "value": 12.0}
     assert 12 * 0.9 < x.nbytes / attrs["bytes_per_level"][0] < 12 * 1.1
+
+
+def test_damaged_store_gives_one_line_and_no_output(tif: tuple[Path, np.ndarray], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = tif
+    out = tmp_path / "d.ome.zarr"
+    compress_to_zarr(path, out, max_error=3.0, chunks=(32, 64, 64), shards=(64, 128, 128), workers=1, levels=1)
+    shard = sorted((out / "0" / "c").rglob("*"))[-1]
+    assert shard.is_file()
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[:40] + bytes(200) + b[240:]):
+        shard.write_bytes(damage(shard.read_bytes()))
+        dest = tmp_path / "x.npy"
+        assert main(["decompress", str(out), "-o", str(dest)]) == 2
+        err = capsys.readouterr().err
+        assert "damaged chunk data" in err and "d.ome.zarr" in err and "Traceback" not in err
+        assert not dest.exists()

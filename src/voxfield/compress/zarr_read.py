@@ -29,13 +29,14 @@ def decompress_zarr(path: str | os.PathLike[str], output: str | os.PathLike[str]
     img = open_lazy(path)
     arr = img.levels[0]
     out = Path(output)
+    src = Path(path)
     check_writable(out, overwrite=overwrite)
     letters = img.axes
     report = progress or (lambda f: None)
     if out.suffix.lower() == ".npy":
         with atomic_path(out, overwrite=overwrite) as tmp:
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=arr.shape)
-            _stream(arr, mm, report)
+            _stream(arr, mm, report, src)
             mm.flush()
             del mm
         return tuple(arr.shape), np.dtype(arr.dtype).name, letters
@@ -47,7 +48,7 @@ def decompress_zarr(path: str | os.PathLike[str], output: str | os.PathLike[str]
     from voxfield.io.volume import Volume
 
     data = np.empty(arr.shape, arr.dtype)
-    _stream(arr, data, report)
+    _stream(arr, data, report, src)
     spatial = [a for a in letters if a in "ZYX"]
     spacing = img.spacing(0)
     origin = tuple(img.translations[0][letters.index(a)] * img._factors.get(a, 1.0) for a in spatial)
@@ -60,15 +61,32 @@ def decompress_zarr(path: str | os.PathLike[str], output: str | os.PathLike[str]
     return tuple(arr.shape), np.dtype(arr.dtype).name, letters
 
 
-def _stream(arr: Any, out: Any, report: Callable[[float], None]) -> None:
+def _stream(arr: Any, out: Any, report: Callable[[float], None], path: Path) -> None:
     """Decode the Dask array ``arr`` into ``out`` block by block (one block at a time in
-    memory), reporting the fraction done."""
+    memory), reporting the fraction done. A damaged chunk raises :class:`FormatError`
+    naming the store and the region."""
     import itertools
+
+    from voxfield.errors import FormatError, VoxfieldError
+    from voxfield.io.validate import describe_exception, one_line
 
     chunks = arr.chunks
     blocks = list(itertools.product(*[range(len(c)) for c in chunks]))
     starts = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
     for i, idx in enumerate(blocks):
         region = tuple(slice(int(starts[d][k]), int(starts[d][k + 1])) for d, k in enumerate(idx))
-        out[region] = np.asarray(arr.blocks[idx].compute(scheduler="synchronous"))
+        try:
+            block = np.asarray(arr.blocks[idx].compute(scheduler="synchronous"))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except VoxfieldError as exc:
+            raise FormatError(f"damaged chunk data at {_where(region)}: {exc}", path) from None
+        except Exception as exc:  # noqa: BLE001 - zarr/numcodecs on damaged chunk bytes
+            raise FormatError(f"damaged chunk data at {_where(region)} "
+                              f"({one_line(describe_exception(exc))})", path) from None
+        out[region] = block
         report((i + 1) / len(blocks))
+
+
+def _where(region: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{r.start}:{r.stop}" for r in region) + "]"
