@@ -276,3 +276,14 @@ def test_damaged_store_gives_one_line_and_no_output(tif: tuple[Path, np.ndarray]
         err = capsys.readouterr().err
         assert "damaged chunk data" in err and "d.ome.zarr" in err and "Traceback" not in err
         assert not dest.exists()
+
+
+def test_without_distributed_the_default_runs_inline(tif: tuple[Path, np.ndarray], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxfield.compress.chunked import write
+
+    monkeypatch.setattr(write, "_has_distributed", lambda: False)
+    monkeypatch.setattr(write.os, "cpu_count", lambda: 4)
+    with pytest.warns(UserWarning, match="distributed is not installed"):
+        res = compress_to_zarr(tif[0], tmp_path / "i.ome.zarr", max_error=4.0, chunks=(32, 64, 64), levels=1)
+    assert res.workers == 1

@@ -149,6 +149,12 @@ def _check_output(out: Path, src: Source, force: bool, request: dict[str, Any]) 
     return False
 
 
+def _has_distributed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None
+
+
 def _is_classic(method: str) -> bool:
     from voxfield.codecs.registry import CODECS
 
@@ -259,6 +265,12 @@ def compress_to_zarr(input: str | os.PathLike[str], output: str | os.PathLike[st
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be >= 1, got {workers}")
     n_workers = workers or max(1, min(os.cpu_count() or 1, machine // need))
+    if workers is None and scheduler is None and n_workers > 1 and not _has_distributed():
+        import warnings
+
+        warnings.warn("dask.distributed is not installed: running on one worker (pip install 'voxfield[dask]' "
+                      "to use every core)", UserWarning, stacklevel=2)
+        n_workers = 1
     limit = memory_limit or (machine // n_workers if scheduler is None else None)
     if limit is not None and need > limit:
         raise DataError(f"a task of this layout (shard {plan.shards}, chunk {plan.chunks}, {plan.dtype}) needs "
