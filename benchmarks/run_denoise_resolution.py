@@ -3,10 +3,9 @@ part of deliverable 5).
 
     python benchmarks/run_denoise_resolution.py       # ~4 min on 2 cores
 
-Models never used in the denoiser's training or validation (model card): PDB 5NI1 and
-5ME2. (The 6VYB N-domain fails here: its simulated map labels no structure voxel in
-``eval``, a frame mismatch between ``simulate`` and ``eval`` that is not yet understood.) Each is simulated with ``voxfield denoise simulate`` (molmap at R, noise,
-dust, structural noise, seed 1) at R = 3, 6, 10, 15 and 20 Å — the shipped weights were
+Models never used in the denoiser's training or validation (model card): PDB 5NI1, 5ME2
+and the 6VYB N-domain. Each is simulated with ``voxfield denoise simulate`` in the model's own frame (molmap at
+R, noise, dust, structural noise, seed 1) at R = 3, 6, 10, 15 and 20 Å — the shipped weights were
 trained at 2.5–10 Å — and evaluated with ``voxfield denoise eval`` at the same R (label: the
 3-sigma atom mask; positive = noise). Compared: the network in both modes (raw, and with
 the default structure protection), a plain threshold and hide dust at the mass contour,
@@ -27,7 +26,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "denoise_resolution"
-MODELS = (("5NI1", "atomic_models/5ni1_updated.cif"), ("5ME2", "atomic_models/5me2.pdb"))
+MODELS = (("5NI1", "atomic_models/5ni1_updated.cif"), ("5ME2", "atomic_models/5me2.pdb"),
+          ("6VYB N-dom", "atomic_models/6vyb_Ndom.pdb"))
 RESOLUTIONS = (3.0, 6.0, 10.0, 15.0, 20.0)
 SHOW = ("voxfield (background)", "voxfield (structural)", "voxfield (background, protected)",
         "voxfield (structural, protected)", "plain threshold", "hide dust (size 5 Å)",
@@ -74,7 +74,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MODELS), figsize=(11, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(5 * len(MODELS), 3.8), sharey=True)
     for ax, (name, _) in zip(axes, MODELS):
         rs = [r for r in results if r["model"] == name]
         for m, style in zip(SHOW, ("-o", "-s", "--o", "--s", ":^", ":v", "-.^", "-.v")):

@@ -266,3 +266,16 @@ def test_structure_protection_keeps_the_main_piece_unless_confident() -> None:
         recommended_contour(data, 1.0, 0.5, 10.0)
     lev, src = recommended_contour(data, 1.0, None, 15**3 * 1.21 / 1000)
     assert 0 < lev < 1 and "kDa" in src
+
+
+def test_whole_model_simulation_can_keep_the_model_frame(atoms_file: Path) -> None:
+    from voxfield.denoise.molmap import read_atoms
+
+    atoms = read_atoms(atoms_file)
+    s = simulate_sample(atoms, np.random.default_rng(0), SimConfig(), resolution=6.0, whole=True, keep_frame=True)
+    origin = np.asarray(s.info["origin_zyx"])
+    # the label's structure voxels, put back at the origin, sit on the model's own atoms
+    zyx = np.argwhere(s.label).astype(float) + origin
+    assert np.linalg.norm(zyx.mean(axis=0) - atoms.zyx.mean(axis=0)) < 2.0
+    rotated = simulate_sample(atoms, np.random.default_rng(0), SimConfig(), resolution=6.0, whole=True)
+    assert "origin_zyx" not in rotated.info

@@ -138,6 +138,7 @@ def simulate(
     label_out: Annotated[Path | None, typer.Option("--label-out", help="Also write the structure label (0/1).")] = None,
     clean_out: Annotated[Path | None, typer.Option("--clean-out", help="Also write the noise-free molmap.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    keep_frame: Annotated[bool, typer.Option("--keep-frame/--random-orientation", help="Keep the model's frame (the map overlays the model, origin set) or rotate it at random as in training.")] = True,
 ) -> None:
     """Simulate an experimental-looking map of a whole model (noise, dust, structural noise)."""
     from voxfield.denoise.molmap import molmap, read_atoms
@@ -151,17 +152,18 @@ def simulate(
             check_writable(p)
     atoms = read_atoms(model)
     rng = np.random.default_rng(seed)
-    s = simulate_sample(atoms, rng, SimConfig(), resolution=resolution, whole=True)
+    s = simulate_sample(atoms, rng, SimConfig(), resolution=resolution, whole=True, keep_frame=keep_frame)
     sp = (1.0, 1.0, 1.0)
-    write_volume(Volume(s.raw, "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}), output)
+    org = tuple(s.info.get("origin_zyx", (0.0, 0.0, 0.0)))
+    write_volume(Volume(s.raw, "ZYX", sp, "Å", org, {}), output)
     if label_out is not None:
-        write_volume(Volume(s.label.astype(np.int8), "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}), label_out)
+        write_volume(Volume(s.label.astype(np.int8), "ZYX", sp, "Å", org, {}), label_out)
     if clean_out is not None:
-        # the same placement is not kept by simulate_sample; the clean map is the centred, unrotated model
+        # the centred, unrotated model (with --keep-frame, exactly the noisy map's placement)
         a = read_atoms(model)
         box = s.info["box"]
         centred = type(a)(a.zyx - a.zyx.mean(axis=0) + box / 2.0, a.number, a.residue, a.name)
-        write_volume(Volume(molmap(centred, (box,) * 3, resolution=resolution), "ZYX", sp, "Å", (0.0, 0.0, 0.0), {}),
+        write_volume(Volume(molmap(centred, (box,) * 3, resolution=resolution), "ZYX", sp, "Å", org, {}),
                      clean_out)
     console.out.print(f"{model.name} -> {output}: {box_text(s.info)}")
 

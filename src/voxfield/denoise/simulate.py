@@ -117,11 +117,13 @@ def _lowpass(a: np.ndarray, resolution: float, bfactor: float = 0.0) -> np.ndarr
     return scipy.fft.irfftn(spec, s=a.shape).astype(np.float32)
 
 
-def _place(atoms: Atoms, rng: np.random.Generator, box: int, off_structure: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate the model at random and translate it so that a random atom (or, for an
-    off-structure cube, a point beside the model) lands inside the central part of the box.
-    Returns the new (n, 3) coordinates in box voxels (1 Å) and the rotation's matrix."""
-    rot = Rotation.random(random_state=rng)
+def _place(atoms: Atoms, rng: np.random.Generator, box: int, off_structure: bool,
+           rotate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate the model at random (unless ``rotate`` is false) and translate it so that a
+    random atom (or, for an off-structure cube, a point beside the model) lands inside the
+    central part of the box. Returns the new (n, 3) coordinates in box voxels (1 Å) and the
+    rotation's matrix."""
+    rot = Rotation.random(random_state=rng) if rotate else Rotation.identity()
     c = atoms.zyx - atoms.zyx.mean(axis=0)
     xyz = rot.apply(c)
     if box <= 0:  # whole-model map: centred in a box of -box voxels
@@ -149,17 +151,24 @@ def simulate_sample(
     *,
     resolution: float | None = None,
     whole: bool = False,
+    keep_frame: bool = False,
 ) -> Sample:
     """One simulated training cube from ``atoms`` (module docstring). ``resolution`` fixes
     R (else drawn from ``cfg.resolution``); ``whole`` simulates the whole model, centred in
-    a cube sized by :func:`whole_model_box`, instead of a ``cfg.box`` cube."""
+    a cube sized by :func:`whole_model_box`, instead of a ``cfg.box`` cube; with
+    ``keep_frame`` the whole model is not rotated, and ``info["origin_zyx"]`` (Å) places
+    the map on the model's own coordinates."""
     R = float(resolution) if resolution is not None else float(
         math.exp(rng.uniform(math.log(cfg.resolution[0]), math.log(cfg.resolution[1]))))
     box = whole_model_box(atoms, R) if whole else int(cfg.box)
     shape = (box, box, box)
-    xyz, _ = _place(atoms, rng, -box if whole else box, (not whole) and rng.random() < cfg.p_off_structure)
+    frame = whole and keep_frame
+    xyz, _ = _place(atoms, rng, -box if whole else box, (not whole) and rng.random() < cfg.p_off_structure,
+                    rotate=not frame)
     placed = Atoms(xyz, atoms.number, atoms.residue, atoms.name)
     info: dict = {"model": atoms.name, "resolution": round(R, 3)}
+    if frame:
+        info["origin_zyx"] = [float(v) for v in atoms.zyx.mean(axis=0) - box / 2.0]
 
     # unmodelled part: atoms within a radius of a random atom
     modelled = np.ones(len(placed), bool)
