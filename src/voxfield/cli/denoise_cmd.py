@@ -94,8 +94,9 @@ def run(
     keep_grid: Annotated[bool, typer.Option("--keep-grid/--work-grid", help="Write on the original grid (default) or "
                                             "on the 1 Å working grid.")] = True,
     apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
-    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å (only checked against the "
-                                                          "trained range 2.5-10 Å).")] = None,
+    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å (checked against the trained "
+                                                          "range 2.5-10 Å; at 10 Å and worse the background mode "
+                                                          "uses the low-resolution threshold 0.80).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file [default: the shipped model].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     contour: Annotated[float | None, typer.Option(help="Recommended (deposited) contour level [default: the level enclosing --mass, else the automatic contour].")] = None,

@@ -134,8 +134,9 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     ``data``: a map file or a :class:`Volume`. ``mode``: ``"background"`` (dust and noise
     only) or ``"structural"`` (also micelles, ice, unresolved density); ``threshold``
     overrides the mode's G-mean threshold stored with the weights. ``apix``: voxel size in
-    Å for maps whose header has none. ``resolution`` (Å) is only checked against
-    :data:`TRAINED_RANGE`. ``weights``: a weights file (default: the shipped model).
+    Å for maps whose header has none. ``resolution`` (Å) is checked against
+    :data:`TRAINED_RANGE`; at 10 Å and worse it also raises the background threshold
+    (:data:`~voxfield.denoise.predict.LOW_RES_BACKGROUND_THRESHOLD`). ``weights``: a weights file (default: the shipped model).
     ``keep_grid=False`` returns the result on the 1 Å working grid.
     ``progress(done, total)`` reports tiles.
 
@@ -159,7 +160,7 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     vol = prepare_map(data, apix, name)
     dev = resolve_device(device)
     model, meta = load_weights(weights if weights is not None else default_weights_path(), dev)
-    t = resolve_threshold(meta, mode, threshold)
+    t = resolve_threshold(meta, mode, threshold, resolution)
     t0 = time.perf_counter()
     pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=progress)
     level, source = recommended_contour(np.asarray(vol.data, dtype=np.float32), vol.spacing, contour, mass_kda)

@@ -114,7 +114,7 @@ def evaluate(
         lev = mass_contour(data, sp, mass)
         source = f"{mass:.1f} kDa {'given' if mass_kda is not None else 'of the model'} at 1.21 Da/Å^3"
     lev_n = lev / pred.scale
-    t_bg = resolve_threshold(meta, "background", None)
+    t_bg = resolve_threshold(meta, "background", None, resolution)
     t_st = resolve_threshold(meta, "structural", None)
     rows = [
         _row("voxfield (background)", confusion(prob, label, t_bg, valid), t_bg),
