@@ -279,3 +279,14 @@ def test_whole_model_simulation_can_keep_the_model_frame(atoms_file: Path) -> No
     assert np.linalg.norm(zyx.mean(axis=0) - atoms.zyx.mean(axis=0)) < 2.0
     rotated = simulate_sample(atoms, np.random.default_rng(0), SimConfig(), resolution=6.0, whole=True)
     assert "origin_zyx" not in rotated.info
+
+
+def test_low_resolution_background_threshold() -> None:
+    from voxfield.denoise.predict import LOW_RES_BACKGROUND_THRESHOLD
+
+    meta = {"thresholds": {"background": 0.444, "structural": 0.87}}
+    assert resolve_threshold(meta, "background", None, 4.0) == 0.444
+    assert resolve_threshold(meta, "background", None, None) == 0.444
+    assert resolve_threshold(meta, "background", None, 15.0) == LOW_RES_BACKGROUND_THRESHOLD
+    assert resolve_threshold(meta, "structural", None, 15.0) == 0.87
+    assert resolve_threshold(meta, "background", 0.3, 15.0) == 0.3  # an explicit threshold wins
