@@ -227,21 +227,25 @@ def rd_bits(d0: float, b0: float, alpha: float, slope: float, b_mean: float) -> 
     return float(min(max(b, b_mean / RD_MAX_FACTOR), b_mean * RD_MAX_FACTOR))
 
 
-def _rd_allocated(vol: Any, target: ChunkTarget, kw: dict[str, Any]) -> bytes:
+def _rd_allocated(vol: Any, target: ChunkTarget, kw: dict[str, Any],
+                  first: tuple[bytes, float] | None = None) -> bytes:
     """``ratio_rd``: code at the array's mean ratio, measure the distortion, and recode at
     the rate where this chunk's distortion falls as fast per bit as the array's slope
     (``target.slope``, calibrated on sampled chunks so that the mean stays on ratio).
-    Equal slopes minimise the total squared error for the total bytes."""
+    Equal slopes minimise the total squared error for the total bytes. ``first``: the
+    chunk's file at the mean ratio and its squared error, when already made."""
     assert target.value is not None and target.slope is not None and target.alpha is not None
     n = vol.data.size
     bits_raw = 8.0 * vol.data.dtype.itemsize
     b_mean = bits_raw / target.value
-    first = _at_ratio(vol, target.value, kw)
-    b0 = 8.0 * len(first) / n
-    d0 = chunk_mse(vol, first)
+    if first is None:
+        blob = _at_ratio(vol, target.value, kw)
+        first = (blob, chunk_mse(vol, blob))
+    blob0, d0 = first
+    b0 = 8.0 * len(blob0) / n
     b = rd_bits(d0, b0, target.alpha, target.slope, b_mean)
     if abs(b / b0 - 1.0) < 0.04:
-        return first
+        return blob0
     return _at_ratio(vol, max(bits_raw / b, 1.0001), kw)
 
 

@@ -71,15 +71,8 @@ def read(path: str | os.PathLike[str], *, key: str | None = None) -> Volume:
     name = key
     try:
         with fh:
-            name = _pick_dataset(fh, key, p)
-            ds = fh[name]
-            shape = tuple(int(s) for s in ds.shape)
-            check_shape(shape, p)
-            if ds.dtype.kind not in "biufc" or ds.dtype.hasobject:
-                raise DataError(f"dataset {name!r} has unsupported data type {ds.dtype}", p)
+            name, ds, shape, attrs, info = _dataset(fh, key, p, "biufc")
             check_nbytes(shape, ds.dtype.itemsize, p)
-            attrs = _read_attrs(ds, p)
-            info = _storage_info(ds, name)
             try:
                 data = ds[()]
             except (OSError, RuntimeError, ValueError) as exc:
@@ -103,14 +96,7 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> tupl
     p = Path(path)
     try:
         with h5py.File(p, "r") as fh:
-            name = _pick_dataset(fh, key, p)
-            ds = fh[name]
-            shape = tuple(int(s) for s in ds.shape)
-            check_shape(shape, p)
-            if ds.dtype.kind not in "biuf" or ds.dtype.hasobject:
-                raise DataError(f"dataset {name!r} has unsupported data type {ds.dtype}", p)
-            attrs = _read_attrs(ds, p)
-            info = _storage_info(ds, name)
+            name, ds, shape, attrs, info = _dataset(fh, key, p, "biuf")
             dtype = ds.dtype.newbyteorder("=")
     except (FormatError, DataError, MemoryError):
         raise
@@ -118,6 +104,18 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> tupl
         raise FormatError(f"not a readable HDF5 file ({describe_exception(exc)})", p) from None
     ph = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape), writeable=False)
     return _volume(ph, attrs, info, p), name
+
+
+def _dataset(fh: Any, key: str | None, p: Path, kinds: str) -> tuple[str, Any, tuple[int, ...], Any, Any]:
+    """``(name, dataset, shape, attributes, storage info)`` of the dataset to read, its shape
+    and data type (one of ``kinds``) checked; nothing of its data is read."""
+    name = _pick_dataset(fh, key, p)
+    ds = fh[name]
+    shape = tuple(int(s) for s in ds.shape)
+    check_shape(shape, p)
+    if ds.dtype.kind not in kinds or ds.dtype.hasobject:
+        raise DataError(f"dataset {name!r} has unsupported data type {ds.dtype}", p)
+    return name, ds, shape, _read_attrs(ds, p), _storage_info(ds, name)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -139,7 +139,7 @@ def calibrate_rd(source: Source, plan: Plan, codec: str, ratio: float, settings:
         b0, b1 = 8.0 * len(first) / block.size, 8.0 * len(more) / block.size
         d0, d1 = chunk_mse(vol, first), chunk_mse(vol, more)
         pts.append((d0, b0, block.size))
-        vols.append(vol)
+        vols.append((vol, (first, d0)))
         if d0 > 0 and d1 > 0 and b1 > b0 * 1.05 and d1 < d0:
             alphas.append(math.log(d0 / d1) / math.log(b1 / b0))
     if not pts or not alphas:
@@ -165,7 +165,7 @@ def calibrate_rd(source: Source, plan: Plan, codec: str, ratio: float, settings:
     # code the samples as the chunks will be coded and correct the slope on what they take
     for _ in range(RD_CORRECTIONS):
         target = ChunkTarget("ratio_rd", ratio, slope, alpha)
-        got = sum(8.0 * len(_rd_file(v, target, kw)) for v in vols) / total
+        got = sum(8.0 * len(_rd_file(v, target, kw, first=f)) for v, f in vols) / total
         if abs(got / b_mean - 1.0) <= RD_RATE_TOLERANCE:
             break
         slope *= (got / b_mean) ** (alpha + 1.0)

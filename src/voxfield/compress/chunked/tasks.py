@@ -130,13 +130,12 @@ def shard_task(job: Job, index: int) -> dict[str, Any]:
         return {"index": index, "skipped": True}
     data = job.source.read(box)
     _array(job, 0)[box] = data
-    lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
     for k in range(1, plan.in_shard + 1):
         data = _block_mean(data, halved_dims(plan, k))
         region = scaled_box(box, plan.levels[k].factors, plan.levels[k].shape)
         _array(job, k)[region] = data
     _mark(job, 0, index)
-    return {"index": index, "skipped": False, "min": lo, "max": hi, "peak_rss": peak_rss(),
+    return {"index": index, "skipped": False, "peak_rss": peak_rss(),
             "nbytes": int(np.prod([b.stop - b.start for b in box])) * plan.itemsize, **_times(t0, c0)}
 
 

@@ -337,24 +337,27 @@ def compress_to_zarr(input: str | os.PathLike[str], output: str | os.PathLike[st
             done0 = len(lb) - len(todo_k)
             results += run_tasks(client, tasks.level_task, todo_k,
                                  lambda d, t, done0=done0, k=k: report(f"level {k}", d + done0, t + done0))
-    _finish(out, src, plan, attrs)
+    per_level = _finish(out, src, plan, attrs)
     seconds = time.perf_counter() - t0
-    return ChunkedResult(out, src.nbytes, _store_bytes(out, "0"), _store_bytes(out), chosen, target, plan, seconds,
+    total = sum(per_level) + (out / "zarr.json").stat().st_size
+    return ChunkedResult(out, src.nbytes, per_level[0], total, chosen, target, plan, seconds,
                          1 if scheduler is None and n_workers <= 1 else n_workers, need, skipped, probe_rows,
                          max([r["peak_rss"] for r in results if r and "peak_rss" in r], default=0))
 
 
-def _finish(out: Path, src: Source, plan: Plan, attrs: dict[str, Any]) -> None:
-    """Write the NGFF metadata and mark the store complete; drop the bookkeeping."""
+def _finish(out: Path, src: Source, plan: Plan, attrs: dict[str, Any]) -> list[int]:
+    """Write the NGFF metadata and mark the store complete; drop the bookkeeping. Returns
+    the bytes of each level (its chunks and metadata)."""
     import zarr
 
-    root = zarr.open_group(store=str(out), mode="r+")
-    final = {**attrs, "complete": True,
-             "bytes_per_level": [_store_bytes(out, str(k)) for k in range(len(plan.levels))]}
-    root.attrs.update({"ome": _ngff_attrs(src, plan), "voxfield": final})
     state = out / tasks.STATE_DIR
     if state.exists():
         shutil.rmtree(state)
+    per_level = [_store_bytes(out, str(k)) for k in range(len(plan.levels))]
+    root = zarr.open_group(store=str(out), mode="r+")
+    root.attrs.update({"ome": _ngff_attrs(src, plan), "voxfield": {**attrs, "complete": True,
+                                                                    "bytes_per_level": per_level}})
+    return per_level
 
 
 def is_unfinished(path: str | os.PathLike[str]) -> bool:
