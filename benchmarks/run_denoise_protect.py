@@ -6,7 +6,7 @@ structure protection (issue 18, deliverable 3).
 For each real map–model pair of ``../shared/data`` (EMD-3488 + PDB 5ME2, EMD-21457 segment
 + 6VYB N-domain), the contour is the level that encloses the model's mass at 1.21 Da/Å^3
 (``voxfield.metrics.cryoem.mass_contour``; the deposited contours are not in the data
-set). Reported per mode (background, structural), with protection on (the default of
+set); the maps' resolution (3.2 Å) is given, as a user would. Reported per mode (background, structural), with protection on (the default of
 ``voxfield denoise``) and off:
 
 - the share of the voxels above the contour **and within 3 Å of a model atom** that were
@@ -26,8 +26,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "denoise_protect"
-PAIRS = (("EMD-3488", "cryoem_maps/emd_3488.mrc", "atomic_models/5me2.pdb"),
-         ("EMD-21457 segment", "cryoem_maps/emd_21457_seg.mrc", "atomic_models/6vyb_Ndom.pdb"))
+PAIRS = (("EMD-3488", "cryoem_maps/emd_3488.mrc", "atomic_models/5me2.pdb", 3.2),
+         ("EMD-21457 segment", "cryoem_maps/emd_21457_seg.mrc", "atomic_models/6vyb_Ndom.pdb", 3.2))
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
 
     root = find_data_root()
     rows: list[dict[str, Any]] = []
-    for name, mp, md in PAIRS:
+    for name, mp, md, res in PAIRS:
         vol = voxfield.read_volume(root / mp)
         st = load_model(root / md)
         coords = np.array([[a.pos.z, a.pos.y, a.pos.x] for ch in st[0] for r in ch for a in r
@@ -47,7 +47,7 @@ def main() -> None:
         mass = model_mass_kda(st)
         for mode in ("background", "structural"):
             for protect in (False, True):
-                r = denoise(root / mp, mode=mode, mass_kda=mass, protect=protect)
+                r = denoise(root / mp, mode=mode, mass_kda=mass, protect=protect, resolution=res)
                 above = vol.data > r.contour
                 sel = above & near
                 rows.append({"map": name, "model": Path(md).name, "mass_kda": round(mass, 1), "mode": mode,

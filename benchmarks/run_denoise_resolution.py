@@ -51,7 +51,8 @@ def main() -> None:
             for res in RESOLUTIONS:
                 sim = Path(tmp) / f"sim_{res:g}.mrc"
                 js = Path(tmp) / f"e_{res:g}.json"
-                run("denoise", "simulate", str(model), "-o", str(sim), "--resolution", f"{res:g}", "--seed", "1")
+                run("denoise", "simulate", str(model), "-o", str(sim), "--resolution", f"{res:g}", "--seed", "1",
+                    "--simulator", "v1")
                 run("denoise", "eval", str(sim), str(model), "--resolution", f"{res:g}", "-o", str(js), "--json",
                     "--force")
                 d = json.loads(js.read_text())

@@ -76,9 +76,8 @@ def _read_map(path: Path, apix: float | None) -> Volume:
 
 
 def _check_resolution(resolution: float | None) -> None:
-    from voxfield.denoise.api import check_resolution
-
-    check_resolution(resolution)
+    if resolution is not None and (not math.isfinite(resolution) or resolution <= 0):
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
 
 
 @app.command(name=DEFAULT_COMMAND)
@@ -94,9 +93,9 @@ def run(
     keep_grid: Annotated[bool, typer.Option("--keep-grid/--work-grid", help="Write on the original grid (default) or "
                                             "on the 1 Å working grid.")] = True,
     apix: Annotated[float | None, typer.Option(help="Voxel size in Å (for maps whose header has none).")] = None,
-    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å (checked against the trained "
-                                                          "range 2.5-10 Å; at 10 Å and worse the background mode "
-                                                          "uses the low-resolution threshold 0.80).")] = None,
+    resolution: Annotated[float | None, typer.Option(help="The map's resolution in Å: an input of the network and "
+                                                          "it picks the thresholds of its band (2.5-5, 5-10, "
+                                                          "10-20 Å); recommended. Warned outside the trained range.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file [default: the shipped model].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     contour: Annotated[float | None, typer.Option(help="Recommended (deposited) contour level [default: the level enclosing --mass, else the automatic contour].")] = None,
@@ -140,10 +139,11 @@ def simulate(
     clean_out: Annotated[Path | None, typer.Option("--clean-out", help="Also write the noise-free molmap.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     keep_frame: Annotated[bool, typer.Option("--keep-frame/--random-orientation", help="Keep the model's frame (the map overlays the model, origin set) or rotate it at random as in training.")] = True,
+    simulator_name: Annotated[str, typer.Option("--simulator", help="v2 (local and anisotropic resolution, real noise spectra) or v1.")] = "v2",
 ) -> None:
     """Simulate an experimental-looking map of a whole model (noise, dust, structural noise)."""
     from voxfield.denoise.molmap import molmap, read_atoms
-    from voxfield.denoise.simulate import SimConfig, simulate_sample
+    from voxfield.denoise.simulate import simulate_sample, simulator
 
     if not math.isfinite(resolution) or resolution <= 0:
         raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
@@ -151,9 +151,10 @@ def simulate(
     for p in (output, label_out, clean_out):
         if p is not None:
             check_writable(p)
+    cfg = simulator(simulator_name)
     atoms = read_atoms(model)
     rng = np.random.default_rng(seed)
-    s = simulate_sample(atoms, rng, SimConfig(), resolution=resolution, whole=True, keep_frame=keep_frame)
+    s = simulate_sample(atoms, rng, cfg, resolution=resolution, whole=True, keep_frame=keep_frame)
     sp = (1.0, 1.0, 1.0)
     org = tuple(s.info.get("origin_zyx", (0.0, 0.0, 0.0)))
     write_volume(Volume(s.raw, "ZYX", sp, "Å", org, {}), output)
@@ -182,16 +183,17 @@ def make_dataset(
     samples: Annotated[int, typer.Option(help="Number of cubes.")] = 640,
     box: Annotated[int, typer.Option(help="Cube edge (1 Å voxels).")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    simulator_name: Annotated[str, typer.Option("--simulator", help="v2 (2.5-20 Å, local and anisotropic resolution, real noise spectra) or v1 (2.5-10 Å).")] = "v2",
 ) -> None:
     """Simulate training cubes (normalised input + 3-sigma structure label) into a folder."""
     from voxfield.denoise.dataset import make_dataset as build
-    from voxfield.denoise.simulate import SimConfig
+    from voxfield.denoise.simulate import simulator
 
     if box < 16 or box % 8:
         raise OptionError(f"--box must be a multiple of 8 and >= 16, got {box}")
     t0 = time.perf_counter()
     with _bar("simulate") as update:
-        out = build(models, output, n_samples=samples, seed=seed, config=SimConfig(box=box), progress=update)
+        out = build(models, output, n_samples=samples, seed=seed, config=simulator(simulator_name, box), progress=update)
     console.out.print(f"{samples} cubes of {box}^3 in {out} ({time.perf_counter() - t0:.1f} s)")
 
 
@@ -212,6 +214,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
     init: Annotated[Path | None, typer.Option(help="Start from these weights (fine-tune), e.g. the shipped ones.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resolution_input: Annotated[bool, typer.Option("--resolution-input/--map-only", help="Give the network each cube's resolution (withheld from 20 % of the crops); map-only weights given with --init are widened.")] = True,
 ) -> None:
     """Train the U-Net (resumable); writes OUTPUT/model.safetensors with G-mean thresholds."""
     from voxfield.denoise.train import TrainConfig
@@ -232,7 +235,7 @@ def train(
         (output / "checkpoint.pt").unlink()
         (output / "log.jsonl").unlink(missing_ok=True)
     cfg = TrainConfig(steps=steps, batch=batch, crop=crop, lr=lr, class_weight=class_weight, seed=seed,
-                      eval_every=eval_every, channels=ch)
+                      eval_every=eval_every, channels=ch, resolution_input=resolution_input)
     cfg.weight()
     with _bar("train: steps") as update:
         path = run_training(dataset, output, val_dir=val, config=cfg, device=_device(device), resume=resume, init_weights=init,
@@ -315,6 +318,9 @@ def evaluate_cmd(
     atoms = read_atoms(model)
     dev = _device(device)
     net, meta = _load(weights, dev)
+    from voxfield.denoise.api import check_resolution
+
+    check_resolution(resolution, meta)
     with _bar("eval: tiles") as update:
         res = evaluate(vol, st, atoms, resolution=resolution, model=net, meta=meta, level=level, device=dev,
                        plots_dir=plots, name=map.name.split(".")[0], progress=update, mass_kda=mass, force=force)

@@ -17,8 +17,15 @@ import numpy as np
 from voxfield.errors import OptionError
 from voxfield.io.volume import Volume, with_voxel_size
 
-#: Resolutions (Å) of the maps the shipped weights were trained on.
+#: Resolutions (Å) of the training maps of weights that do not record theirs (``unet_v1``).
 TRAINED_RANGE = (2.5, 10.0)
+
+
+def trained_range(meta: dict[str, Any] | None) -> tuple[float, float]:
+    """The resolution range (Å) the weights were trained on, from their metadata
+    (``training.resolution_range``), else :data:`TRAINED_RANGE`."""
+    r = ((meta or {}).get("training") or {}).get("resolution_range")
+    return (float(r[0]), float(r[1])) if r else TRAINED_RANGE
 
 
 @dataclass
@@ -111,13 +118,14 @@ def recommended_contour(data: np.ndarray, spacing: Any, contour: float | None, m
     return float(auto_contour(data, spacing)), "automatic"
 
 
-def check_resolution(resolution: float | None) -> None:
-    """Refuse a resolution that is not a positive number; warn outside the trained range."""
+def check_resolution(resolution: float | None, meta: dict[str, Any] | None = None) -> None:
+    """Refuse a resolution that is not a positive number; warn outside the range the
+    weights (``meta``) were trained on."""
     if resolution is None:
         return
     if not math.isfinite(resolution) or resolution <= 0:
         raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
-    lo, hi = TRAINED_RANGE
+    lo, hi = trained_range(meta)
     if not lo <= resolution <= hi:
         warnings.warn(f"resolution {resolution:g} Å is outside the trained range {lo:g}-{hi:g} Å; "
                       "the result may be unreliable", stacklevel=3)
@@ -134,9 +142,11 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     ``data``: a map file or a :class:`Volume`. ``mode``: ``"background"`` (dust and noise
     only) or ``"structural"`` (also micelles, ice, unresolved density); ``threshold``
     overrides the mode's G-mean threshold stored with the weights. ``apix``: voxel size in
-    Å for maps whose header has none. ``resolution`` (Å) is checked against
-    :data:`TRAINED_RANGE`; at 10 Å and worse it also raises the background threshold
-    (:data:`~voxfield.denoise.predict.LOW_RES_BACKGROUND_THRESHOLD`). ``weights``: a weights file (default: the shipped model).
+    Å for maps whose header has none. ``resolution`` (Å): an input of resolution-aware
+    weights (the shipped ``unet_v2``), which also picks the threshold of its resolution
+    band; it is checked against the weights' trained range (a warning outside it). Without
+    it the network runs with the resolution withheld, as trained on a fifth of its crops.
+    ``weights``: a weights file (default: the shipped model).
     ``keep_grid=False`` returns the result on the 1 Å working grid.
     ``progress(done, total)`` reports tiles.
 
@@ -152,7 +162,8 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     from voxfield.denoise.unet import default_weights_path, load_weights
     from voxfield.io import read_volume
 
-    check_resolution(resolution)
+    if resolution is not None and (not math.isfinite(resolution) or resolution <= 0):
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
     name = None
     if not isinstance(data, Volume):
         name = Path(data)
@@ -160,9 +171,10 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     vol = prepare_map(data, apix, name)
     dev = resolve_device(device)
     model, meta = load_weights(weights if weights is not None else default_weights_path(), dev)
+    check_resolution(resolution, meta)
     t = resolve_threshold(meta, mode, threshold, resolution)
     t0 = time.perf_counter()
-    pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=progress)
+    pred = predict_map(model, vol.data, vol.spacing, device=dev, progress=progress, resolution=resolution)
     level, source = recommended_contour(np.asarray(vol.data, dtype=np.float32), vol.spacing, contour, mass_kda)
     if keep_grid:
         grid, prob, base = np.asarray(vol.data), pred.prob, vol

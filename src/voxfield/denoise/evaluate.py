@@ -101,7 +101,7 @@ def evaluate(
     cc = cc_mask(data, structure, sp, resolution=resolution, origin=origin, warn=False)
     if cc.warnings and not force:
         raise DataError(cc.warnings[0] + " (--force evaluates anyway)")
-    pred = predict_map(model, data, sp, device=device, progress=progress)
+    pred = predict_map(model, data, sp, device=device, progress=progress, resolution=resolution)
     x, prob = pred.work_input, pred.work_prob
     label = structure_label(atoms, x.shape, resolution=resolution, spacing=1.0, origin=origin)
     valid = x > 0
@@ -115,7 +115,7 @@ def evaluate(
         source = f"{mass:.1f} kDa {'given' if mass_kda is not None else 'of the model'} at 1.21 Da/Å^3"
     lev_n = lev / pred.scale
     t_bg = resolve_threshold(meta, "background", None, resolution)
-    t_st = resolve_threshold(meta, "structural", None)
+    t_st = resolve_threshold(meta, "structural", None, resolution)
     rows = [
         _row("voxfield (background)", confusion(prob, label, t_bg, valid), t_bg),
         _row("voxfield (structural)", confusion(prob, label, t_st, valid), t_st),

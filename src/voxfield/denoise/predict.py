@@ -64,8 +64,10 @@ def predict_work(
     device: torch.device | str = "cpu",
     batch: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    resolution: float | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Structure probability of a normalised 1 Å map ``x`` by overlapping tiles.
+    """Structure probability of a normalised 1 Å map ``x`` by overlapping tiles;
+    ``resolution`` (Å) is passed to a model with the resolution input (unknown when None).
 
     Returns ``(prob, tiles_run, tiles_total)``.
     """
@@ -92,7 +94,8 @@ def predict_work(
         for i in range(0, len(todo), batch):
             group = todo[i : i + batch]
             t = torch.from_numpy(np.stack([pad[a : a + tile, b : b + tile, c : c + tile] for a, b, c in group]))
-            p = torch.sigmoid(model(t[:, None].to(dev)))[:, 0].cpu().numpy()
+            r = torch.full((len(group),), float("nan") if resolution is None else float(resolution))
+            p = torch.sigmoid(model(t[:, None].to(dev), r))[:, 0].cpu().numpy()
             for (a, b, c), pj in zip(group, p):
                 prob[a : a + core, b : b + core, c : c + core] = pj[margin : margin + core, margin : margin + core,
                                                                    margin : margin + core]
@@ -111,8 +114,10 @@ def predict_map(
     core: int = 50,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    resolution: float | None = None,
 ) -> Prediction:
-    """Structure probability of every voxel of a 3-D map (module docstring)."""
+    """Structure probability of every voxel of a 3-D map (module docstring); the map's
+    ``resolution`` (Å) is an input of resolution-aware weights."""
     a = np.asarray(data)
     if a.ndim != 3:
         raise DataError(f"denoising needs a 3-D map, got shape {a.shape}")
@@ -125,7 +130,8 @@ def predict_map(
     x, scale = normalise(work)
     if scale == 0:
         raise DataError("the map has no positive voxel (all zero or negative): nothing to denoise")
-    wprob, run, total = predict_work(model, x, tile=tile, core=core, device=device, progress=progress)
+    wprob, run, total = predict_work(model, x, tile=tile, core=core, device=device, progress=progress,
+                                     resolution=resolution)
     prob = from_work_grid(wprob, a.shape, sp)
     return Prediction(work_input=x, work_prob=wprob, prob=prob, scale=scale, tiles_run=run, tiles_total=total)
 
@@ -140,10 +146,12 @@ LOW_RES_FROM = 10.0
 
 def resolve_threshold(meta: dict[str, Any], mode: str, threshold: float | None,
                       resolution: float | None = None) -> float:
-    """The threshold to use: ``threshold`` when given, else the weights' G-mean threshold
-    for ``mode`` (the paper's 0.035 / 0.495 when the weights carry none); in background
-    mode, for a ``resolution`` of :data:`LOW_RES_FROM` Å or worse,
-    :data:`LOW_RES_BACKGROUND_THRESHOLD`."""
+    """The threshold to use: ``threshold`` when given; else, for weights with thresholds per
+    resolution band (``thresholds_by_resolution``: the G-mean thresholds of validation maps
+    in each band) and a known ``resolution``, the band's; else the weights' G-mean threshold
+    for ``mode`` (the paper's 0.035 / 0.495 when the weights carry none), except that weights
+    without bands use :data:`LOW_RES_BACKGROUND_THRESHOLD` in background mode at
+    :data:`LOW_RES_FROM` Å and worse."""
     if mode not in MODES:
         raise OptionError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if threshold is not None:
@@ -151,7 +159,15 @@ def resolve_threshold(meta: dict[str, Any], mode: str, threshold: float | None,
         if not math.isfinite(t) or not 0.0 <= t <= 1.0:
             raise OptionError(f"--threshold must be a probability in [0, 1], got {threshold!r}")
         return t
-    if mode == "background" and resolution is not None and math.isfinite(resolution) and resolution >= LOW_RES_FROM:
+    known = resolution is not None and math.isfinite(resolution) and resolution > 0
+    bands = meta.get("thresholds_by_resolution")
+    if bands:
+        if known:
+            for band in bands:
+                if resolution <= float(band["max_resolution"]):
+                    return float(band[mode])
+            return float(bands[-1][mode])
+    elif mode == "background" and known and resolution >= LOW_RES_FROM:
         return LOW_RES_BACKGROUND_THRESHOLD
     return float(meta.get("thresholds", {}).get(mode, PAPER_THRESHOLDS[mode]))
 

@@ -30,6 +30,24 @@ masking
     half of the samples are multiplied by a soft mask around the model and are exactly zero
     outside it, like most deposited maps (EMD-3488 is 68 % zeros).
 
+The ``v2`` simulator (:data:`SIM_V2`, the training set of ``unet_v2``) draws R from
+2.5-20 Å and adds, each in a share of the cubes (all off in ``SimConfig()``, so datasets made
+with it stay reproducible):
+
+local resolution
+    a smooth blend (sigmoid of a random field, correlation about 12 Å) of the map at R and at
+    a 1.2-2.5x worse resolution, as flexible peripheries are in real maps;
+anisotropic resolution
+    the low-pass sees ``k^2 + (a^2 - 1)(k . d)^2``: resolution ``a`` = 1.3-3x worse along a
+    random direction ``d`` (preferred orientation);
+deposited-style post-processing
+    sharpening up to B = -10 R^2 (applied up to the cut-off only), noise reaching Nyquist,
+    and soft masks with exact zeros outside (as in v1);
+real noise spectra
+    white noise filtered by a noise profile measured on real data
+    (:mod:`voxfield.denoise.noise_spectra`: the solvent of EMD-1703 and the background of
+    three real particle stacks), its half-fall-off placed at 1/(0.7-1.4 R).
+
 The input is then normalised exactly as at inference (:func:`voxfield.denoise.grid.normalise`)
 and the label is the 3-sigma atom mask of the *modelled* atoms at ``R``
 (:func:`voxfield.denoise.molmap.structure_label`). All randomness comes from the given
@@ -48,6 +66,8 @@ from scipy.spatial.transform import Rotation
 
 from voxfield.denoise.grid import normalise
 from voxfield.denoise.molmap import Atoms, molmap, sigma_for, structure_label
+from voxfield.denoise.noise_spectra import profile_filter, shipped_profiles
+from voxfield.errors import DataError
 
 #: Resolution range of the training maps (Å), the paper's range.
 RESOLUTION_RANGE = (2.5, 10.0)
@@ -74,6 +94,34 @@ class SimConfig:
     p_ice: float = 0.1
     p_mask: float = 0.5
     p_off_structure: float = 0.1
+    p_local_res: float = 0.0
+    local_res_factor: tuple[float, float] = (1.2, 2.5)
+    p_aniso: float = 0.0
+    aniso: tuple[float, float] = (1.3, 3.0)
+    p_real_noise: float = 0.0
+    real_noise_k50: tuple[float, float] = (0.7, 1.4)
+
+
+#: The simulator of the resolution-aware weights ``unet_v2`` (issue 18): 2.5-20 Å, local
+#: resolution variation, anisotropic resolution, sharpening up to B = -10 R^2, noise out to
+#: Nyquist and noise with real spectra.
+SIM_V2 = SimConfig(resolution=(2.5, 20.0), sharpen=10.0, p_sharpen=0.6, p_hf_noise=0.3, p_local_res=0.4,
+                   p_aniso=0.25, p_real_noise=0.35)
+#: The simulators by name: ``v1`` made the first weights' stage-1 cubes, ``v2`` those of
+#: ``unet_v2``.
+SIMULATORS = {"v1": SimConfig(), "v2": SIM_V2}
+
+
+def simulator(name: str, box: int | None = None) -> SimConfig:
+    """The simulator ``name`` of :data:`SIMULATORS` (``box`` overrides its cube edge)."""
+    from dataclasses import replace
+
+    from voxfield.errors import OptionError
+
+    if name not in SIMULATORS:
+        raise OptionError(f"--simulator must be one of {', '.join(SIMULATORS)}, got {name!r}")
+    cfg = SIMULATORS[name]
+    return replace(cfg, box=int(box)) if box is not None else cfg
 
 
 @dataclass
@@ -101,18 +149,26 @@ def _field_at(rng: np.random.Generator, zyx: np.ndarray, spread: float, length: 
     return spread * np.sqrt(2.0 / 12) * np.cos(zyx @ k.T + phase).sum(axis=1)
 
 
-def _lowpass(a: np.ndarray, resolution: float, bfactor: float = 0.0) -> np.ndarray:
-    """Cosine-edged low-pass at 1/resolution, with an optional B-factor exp(-B k^2 / 4)."""
+def _lowpass(a: np.ndarray, resolution: float, bfactor: float = 0.0,
+             aniso: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+    """Cosine-edged low-pass at 1/resolution, with an optional B-factor exp(-B k^2 / 4);
+    with ``aniso = (direction, a)`` the resolution along ``direction`` is ``a`` times worse
+    (preferred orientation): the filter sees ``k^2 + (a^2 - 1) (k . d)^2``."""
     spec = scipy.fft.rfftn(a)
     kz = np.fft.fftfreq(a.shape[0])[:, None, None]
     ky = np.fft.fftfreq(a.shape[1])[None, :, None]
     kx = np.fft.rfftfreq(a.shape[2])[None, None, :]
-    k = np.sqrt(kz**2 + ky**2 + kx**2)
+    k2 = kz**2 + ky**2 + kx**2
+    if aniso is not None:
+        d, f = aniso
+        k2 = k2 + (f * f - 1.0) * (kz * d[0] + ky * d[1] + kx * d[2]) ** 2
+    k = np.sqrt(k2)
     kc = 1.0 / resolution
     edge = np.clip((k - 0.85 * kc) / (0.15 * kc), 0.0, 1.0)
     filt = 0.5 * (1 + np.cos(np.pi * edge))
-    if bfactor:
-        filt = filt * np.exp(-bfactor * k**2 / 4.0)
+    if bfactor:  # up to the cut-off only: beyond it the filter is 0 (and exp(-B k^2) may overflow)
+        kk = np.minimum(k, kc)
+        filt = filt * np.exp(-bfactor * kk**2 / 4.0)
     spec *= filt
     return scipy.fft.irfftn(spec, s=a.shape).astype(np.float32)
 
@@ -195,7 +251,19 @@ def simulate_sample(
             weights=w[~modelled],
         )
     bf = -rng.uniform(0.0, cfg.sharpen) * R * R if rng.random() < cfg.p_sharpen else 0.0
-    sig = _lowpass(sig, R, bf)
+    aniso = None
+    if cfg.p_aniso > 0 and rng.random() < cfg.p_aniso:  # preferred orientation
+        d = rng.standard_normal(3)
+        aniso = (d / np.linalg.norm(d), float(rng.uniform(*cfg.aniso)))
+        info["aniso"] = round(aniso[1], 3)
+    if cfg.p_local_res > 0 and rng.random() < cfg.p_local_res:
+        # local resolution: a smooth blend of the map at R and at a worse resolution
+        f = float(rng.uniform(*cfg.local_res_factor))
+        w = 1.0 / (1.0 + np.exp(-2.5 * _smooth_field(rng, shape, 12.0)))
+        sig = w * _lowpass(sig, R, bf, aniso) + (1.0 - w) * _lowpass(sig, R * f, bf, aniso)
+        info["local_res"] = round(f, 3)
+    else:
+        sig = _lowpass(sig, R, bf, aniso)
     peak = float(np.percentile(sig, 99.9))
     sig /= peak if peak > 0 else 1.0
     info["blur"] = round(blur, 3)
@@ -206,7 +274,19 @@ def simulate_sample(
 
     # coloured noise with a smoothly varying amplitude
     nstd = float(math.exp(rng.uniform(math.log(cfg.noise_std[0]), math.log(cfg.noise_std[1]))))
-    noise = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_for(R) * rng.uniform(0.7, 1.3), mode="wrap")
+    profiles = shipped_profiles() if cfg.p_real_noise > 0 else ()
+    if profiles and rng.random() < cfg.p_real_noise:  # a noise spectrum measured on real data
+        name, prof = profiles[int(rng.integers(len(profiles)))]
+        k50 = 1.0 / (R * float(rng.uniform(*cfg.real_noise_k50)))
+        kz = np.fft.fftfreq(box)[:, None, None]
+        kx = np.fft.rfftfreq(box)[None, None, :]
+        k = np.sqrt(kz**2 + kz.reshape(1, -1, 1) ** 2 + kx**2)
+        spec = scipy.fft.rfftn(rng.standard_normal(shape).astype(np.float32)) * profile_filter(prof, k, k50)
+        noise = scipy.fft.irfftn(spec, s=shape).astype(np.float32)
+        info["noise_spectrum"] = name
+    else:
+        noise = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_for(R) * rng.uniform(0.7, 1.3),
+                                    mode="wrap")
     noise /= max(float(noise.std()), 1e-12)
     amp = np.exp(0.4 * _smooth_field(rng, shape, 10.0))
     m = sig + nstd * amp * noise
@@ -272,6 +352,8 @@ def simulate_sample(
         soft = ndi.gaussian_filter(hard.astype(np.float32), rng.uniform(0.5, 3.0))
         m = np.where(soft > 0.02, m * soft, 0.0).astype(np.float32)
         info["masked"] = True
+    if not np.isfinite(m).all():  # a defect of the simulator, never a valid training cube
+        raise DataError(f"simulated map of {atoms.name} at {R:.3g} Å is not finite ({info})")
     x, _ = normalise(m)
     info["box"] = box
     return Sample(x=x, label=label, info=info, raw=m.astype(np.float32, copy=False))

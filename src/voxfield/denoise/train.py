@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 100
     channels: tuple[int, ...] = (16, 32, 64, 128)
+    resolution_input: bool = False
+    resolution_dropout: float = 0.2
 
     def weight(self) -> float | None:
         """The fixed structure weight, or None for ``auto``."""
@@ -76,19 +78,37 @@ def _random_rotation(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _batch(x: np.ndarray, lab: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+#: Resolution bands (upper bounds, Å) with their own validation thresholds.
+RESOLUTION_BANDS = (5.0, 10.0, 20.0)
+
+
+def sample_resolutions(meta: dict[str, Any], n: int) -> np.ndarray:
+    """Per-sample resolution (Å) of a dataset from its ``dataset.json`` (NaN when absent)."""
+    recs = meta.get("samples", [])
+    out = np.full(n, np.nan)
+    for i, r in enumerate(recs[:n]):
+        if isinstance(r, dict) and r.get("resolution") is not None:
+            out[i] = float(r["resolution"])
+    return out
+
+
+def _batch(x: np.ndarray, lab: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+           res: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n, box = x.shape[0], x.shape[-1]
     c = min(cfg.crop, box)
     xb = np.empty((cfg.batch, 1, c, c, c), np.float32)
     lb = np.empty((cfg.batch, 1, c, c, c), np.float32)
+    rb = np.full(cfg.batch, np.nan, np.float32)
     for b in range(cfg.batch):
         i = rng.integers(n)
+        if cfg.resolution_input and res is not None and rng.random() >= cfg.resolution_dropout:
+            rb[b] = res[i]
         o = rng.integers(0, box - c + 1, size=3)
         sl = (i, slice(o[0], o[0] + c), slice(o[1], o[1] + c), slice(o[2], o[2] + c))
         both = np.stack([x[sl].astype(np.float32), lab[sl].astype(np.float32)])
         both = _random_rotation(both, rng)
         xb[b, 0], lb[b, 0] = both[0], both[1]
-    return torch.from_numpy(xb), torch.from_numpy(lb)
+    return torch.from_numpy(xb), torch.from_numpy(lb), torch.from_numpy(rb)
 
 
 def _loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w_struct: float | None) -> torch.Tensor:
@@ -104,26 +124,49 @@ def _loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w_struct: floa
 
 
 @torch.inference_mode()
-def predict_cubes(model: UNet3D, x: np.ndarray, device: torch.device, batch: int = 4) -> np.ndarray:
+def predict_cubes(model: UNet3D, x: np.ndarray, device: torch.device, batch: int = 4,
+                  res: np.ndarray | None = None) -> np.ndarray:
     """Structure probabilities of whole cubes ``x`` (n, D, D, D), D a multiple of the
-    model's ``multiple``."""
+    model's ``multiple``; ``res`` (n,) resolutions in Å (NaN: unknown)."""
     model.eval()
     out = np.empty(x.shape, np.float32)
     for i in range(0, x.shape[0], batch):
         t = torch.from_numpy(x[i : i + batch].astype(np.float32))[:, None].to(device)
-        out[i : i + batch] = torch.sigmoid(model(t))[:, 0].cpu().numpy()
+        r = None if res is None else torch.from_numpy(np.asarray(res[i : i + batch], np.float32))
+        out[i : i + batch] = torch.sigmoid(model(t, r))[:, 0].cpu().numpy()
     return out
 
 
-def validate(model: UNet3D, x: np.ndarray, lab: np.ndarray, device: torch.device) -> dict[str, Any]:
-    """G-mean-optimal thresholds and the confusion counts at them on validation cubes."""
-    prob = predict_cubes(model, x, device)
-    valid = x > 0
+def _thresholds(prob: np.ndarray, lab: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
     t_bg, g_bg = best_gmean_threshold(prob, lab, valid)
     t_st, g_st = structural_threshold(prob, lab, valid, t_bg)
     c = confusion(prob, lab, t_bg, valid)
     return {"background_threshold": t_bg, "background_gmean": g_bg, "structural_threshold": t_st,
             "structural_gmean": g_st, "tpr": c.tpr, "tnr": c.tnr, "precision": c.precision, "accuracy": c.accuracy}
+
+
+def validate(model: UNet3D, x: np.ndarray, lab: np.ndarray, device: torch.device,
+             res: np.ndarray | None = None, bands: bool = False) -> dict[str, Any]:
+    """G-mean-optimal thresholds and the confusion counts at them on validation cubes
+    (``res``: their resolutions, given to a resolution-aware model). With ``bands``, also
+    the thresholds of each band of :data:`RESOLUTION_BANDS` (``by_resolution``) and, for
+    a resolution-aware model, those with the resolution withheld (``unknown_resolution``)."""
+    aware = model.config.resolution_input and res is not None
+    prob = predict_cubes(model, x, device, res=res if aware else None)
+    valid = x > 0
+    out = _thresholds(prob, lab, valid)
+    if bands and res is not None:
+        lo = 0.0
+        out["by_resolution"] = []
+        for hi in RESOLUTION_BANDS:
+            sel = (res > lo) & (res <= hi) if hi != RESOLUTION_BANDS[-1] else res > lo
+            if sel.any():
+                out["by_resolution"].append({"max_resolution": hi, "cubes": int(sel.sum()),
+                                             **_thresholds(prob[sel], lab[sel], valid[sel])})
+            lo = hi
+        if aware:
+            out["unknown_resolution"] = _thresholds(predict_cubes(model, x, device), lab, valid)
+    return out
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -151,12 +194,14 @@ def train(
     if config.steps < 1 or config.batch < 1:
         raise OptionError("--steps and --batch must be >= 1")
     x, lab, meta = load_dataset(train_dir)
-    model = UNet3D(UNetConfig(tuple(config.channels)))
+    res = sample_resolutions(meta, x.shape[0])
+    model = UNet3D(UNetConfig(tuple(config.channels), resolution_input=config.resolution_input))
     if config.crop % model.config.multiple or config.crop < model.config.multiple:
         raise OptionError(f"--crop must be a multiple of {model.config.multiple}, got {config.crop}")
-    vx = vl = None
+    vx = vl = vres = None
     if val_dir is not None:
-        vx, vl, _ = load_dataset(val_dir)
+        vx, vl, vmeta = load_dataset(val_dir)
+        vres = sample_resolutions(vmeta, vx.shape[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
@@ -166,6 +211,10 @@ def train(
         from voxfield.denoise.unet import load_weights
 
         start, start_meta = load_weights(init_weights)
+        if config.resolution_input and not start.config.resolution_input:
+            from voxfield.denoise.unet import widen_to_resolution_input
+
+            start = widen_to_resolution_input(start)
         if start.config != model.config:
             raise OptionError(f"--init weights have channels {start.config.channels}, not {model.config.channels}")
         model.load_state_dict(start.state_dict())
@@ -195,9 +244,9 @@ def train(
     last: dict[str, Any] = {}
     while step < config.steps:
         model.train()
-        xb, yb = _batch(x, lab, config, rng)
+        xb, yb, rb = _batch(x, lab, config, rng, res)
         xb, yb = xb.to(dev), yb.to(dev)
-        loss = _loss(model(xb), xb, yb, w_fixed)
+        loss = _loss(model(xb, rb if config.resolution_input else None), xb, yb, w_fixed)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -209,7 +258,7 @@ def train(
                                    "elapsed_s": round(elapsed + time.perf_counter() - t0, 1)}
             running = []
             if vx is not None:
-                rec.update(validate(model, vx, vl, dev))
+                rec.update(validate(model, vx, vl, dev, vres))
             with log.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             last = rec
@@ -219,15 +268,22 @@ def train(
                                     "elapsed": elapsed + time.perf_counter() - t0})
         if progress:
             progress(step, config.steps, last)
+    sim = meta.get("config") or (meta.get("parts") or [{}])[0].get("config") or {}
     final = {"training": {**asdict(config), "dataset_models": meta.get("models", []),
+                          "resolution_range": sim.get("resolution"),
                           "dataset_samples": int(x.shape[0]), "parameters": n_parameters(model),
                           "elapsed_s": round(elapsed + time.perf_counter() - t0, 1)}}
     if earlier is not None:
         final["training"]["init"] = earlier
     if vx is not None:
-        v = validate(model, vx, vl, dev)
+        v = validate(model, vx, vl, dev, vres, bands=True)
         final["validation"] = v
-        final["thresholds"] = {"background": v["background_threshold"], "structural": v["structural_threshold"]}
+        base = v.get("unknown_resolution", v)
+        final["thresholds"] = {"background": base["background_threshold"], "structural": base["structural_threshold"]}
+        if model.config.resolution_input and v.get("by_resolution"):
+            final["thresholds_by_resolution"] = [
+                {"max_resolution": b["max_resolution"], "background": b["background_threshold"],
+                 "structural": b["structural_threshold"]} for b in v["by_resolution"]]
     path = out / "model.safetensors"
     save_weights(model, path, final)
     return path

@@ -8,6 +8,7 @@ Output: one logit per voxel; ``sigmoid(logit)`` is the probability that the voxe
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,11 +27,23 @@ class UNetConfig:
     2x max-pool down, 2x transposed conv up, skip concatenation)."""
 
     channels: tuple[int, ...] = (16, 32, 64, 128)
+    resolution_input: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        """1 (the map), or 3 with the resolution input (a known/unknown flag and
+        :func:`resolution_code`, both constant over the tile)."""
+        return 3 if self.resolution_input else 1
 
     @property
     def multiple(self) -> int:
         """Input sizes must be multiples of this (2 ** number of poolings)."""
         return 2 ** (len(self.channels) - 1)
+
+
+def resolution_code(resolution: float) -> float:
+    """The network's resolution input: ``log2(R / 5 Å)`` (2.5 Å -> -1, 20 Å -> 2)."""
+    return float(math.log2(float(resolution) / 5.0))
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -45,14 +58,15 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNet3D(nn.Module):
-    """3D U-Net, one input channel, one output logit per voxel."""
+    """3D U-Net, one output logit per voxel; the input is the map, plus the resolution
+    when the configuration has ``resolution_input``."""
 
     def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
         self.config = config
         ch = list(config.channels)
         self.down = nn.ModuleList()
-        c = 1
+        c = config.in_channels
         for k in ch:
             self.down.append(_block(c, k))
             c = k
@@ -64,9 +78,20 @@ class UNet3D(nn.Module):
             c = k
         self.head = nn.Conv3d(c, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, resolution: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: (batch, 1, D, H, W) with D, H, W multiples of ``config.multiple``;
-        returns logits of the same shape."""
+        ``resolution`` (batch,) in Å, NaN where unknown (ignored by a model without the
+        resolution input). Returns logits of the same shape as ``x``."""
+        if self.config.resolution_input:
+            b = x.shape[0]
+            if resolution is None:
+                resolution = torch.full((b,), float("nan"))
+            r = torch.as_tensor(resolution, dtype=x.dtype, device=x.device).reshape(b)
+            known = torch.isfinite(r) & (r > 0)
+            code = torch.where(known, torch.log2(torch.where(known, r, torch.ones_like(r)) / 5.0), torch.zeros_like(r))
+            shape = (b, 1, *x.shape[2:])
+            x = torch.cat([x, known.to(x.dtype).view(b, 1, 1, 1, 1).expand(shape),
+                           code.view(b, 1, 1, 1, 1).expand(shape)], dim=1)
         skips = []
         for i, blk in enumerate(self.down):
             x = blk(x)
@@ -111,7 +136,8 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
         raise FormatError(f"not a voxfield denoiser weights file: {e}", p) from None
     if "config" not in meta:
         raise FormatError("weights file has no voxfield architecture record", p)
-    cfg = UNetConfig(channels=tuple(int(c) for c in meta["config"]["channels"]))
+    cfg = UNetConfig(channels=tuple(int(c) for c in meta["config"]["channels"]),
+                     resolution_input=bool(meta["config"].get("resolution_input", False)))
     model = UNet3D(cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.endswith("num_batches_tracked")]
@@ -120,9 +146,26 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     return model.to(device).eval(), meta
 
 
+#: The shipped weights' file name (``unet_v1``: 2.5-10 Å, map only; kept for reproducing
+#: earlier results with ``--weights``).
+DEFAULT_WEIGHTS = "unet_v1.safetensors"
+
+
 def default_weights_path() -> Path:
     """The weights shipped inside the package."""
-    return Path(__file__).with_name("weights") / "unet_v1.safetensors"
+    return Path(__file__).with_name("weights") / DEFAULT_WEIGHTS
+
+
+def widen_to_resolution_input(model: UNet3D) -> UNet3D:
+    """A copy of a map-only ``model`` with the resolution input added; the new input
+    weights are zero, so it predicts exactly as ``model`` until trained."""
+    new = UNet3D(UNetConfig(model.config.channels, resolution_input=True))
+    state = model.state_dict()
+    key = "down.0.0.weight"
+    w = state[key]
+    state[key] = torch.cat([w, torch.zeros((w.shape[0], 2, *w.shape[2:]), dtype=w.dtype)], dim=1)
+    new.load_state_dict(state)
+    return new
 
 
 def n_parameters(model: nn.Module) -> int:
