@@ -100,11 +100,11 @@ def licence_of(tar: tarfile.TarFile) -> str:
                 return msg["License-Expression"]
             lic = (msg.get("License") or "").strip().splitlines()
             classifiers = [c.split("::")[-1].strip() for c in msg.get_all("Classifier") or [] if c.startswith("License")]
+            if classifiers:  # the trove classifiers name the licence; the License field is often prose
+                return "; ".join(classifiers)
             lic = [ln.strip() for ln in lic if any(ch.isalnum() for ch in ln)]
             if lic and len(lic[0]) < 80 and lic[0].upper() != "UNKNOWN":
                 return lic[0]
-            if classifiers:
-                return "; ".join(classifiers)
     return "not stated"
 
 
@@ -264,7 +264,8 @@ def main() -> None:
     n_clusters = Counter(r["split"] for r in {r["cluster"]: r for r in records.values()}.values())
     lic = {}
     for r in records.values():
-        lic.setdefault(r["source"], r["package_licence"])
+        lic.setdefault(r["source"], "as each source model" if r["derived"] and "from" in r["derived"]
+                       else r["package_licence"])
     md = ["# Denoiser training corpus: provenance", "",
           f"Built by `python benchmarks/denoise_corpus.py --out DIR --cache DIR --seed {args.seed}`.", "",
           "| source | package licence | models |", "|---|---|---:|"]

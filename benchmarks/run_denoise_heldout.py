@@ -15,7 +15,7 @@ modes (raw and with the default structure protection), ``unet_v1`` (background a
 structural, its own thresholds, with the 0.80 low-resolution rule), a plain threshold and
 hide dust at the mass contour, and the best level of each (oracles). Also: the share of the
 voxels above the contour and within 3 Å of a model atom that structural mode (protected)
-removes.
+removes, for each network and for the one the family picks (unet_v1 up to 10 Å).
 
 The simulator is the training one, so these numbers are optimistic for real maps; the real
 pairs are in ``run_denoise.py``.
@@ -38,9 +38,12 @@ OUT = HERE / "results" / "denoise_heldout"
 RESOLUTIONS = (3.0, 6.0, 10.0, 15.0, 20.0)
 V1 = HERE.parent / "src" / "voxfield" / "denoise" / "weights" / "unet_v1.safetensors"
 V2 = HERE.parent / "src" / "voxfield" / "denoise" / "weights" / "unet_v2.safetensors"
-SHOW = ("v2 background", "v2 background, protected", "v2 structural, protected", "v1 background",
-        "plain threshold", "hide dust (size 5 Å)", "plain threshold, best level (oracle)",
+SHOW = ("default background", "v2 background", "v1 background", "v2 background, protected",
+        "v2 structural, protected", "plain threshold", "hide dust (size 5 Å)", "plain threshold, best level (oracle)",
         "hide dust, best level (oracle)")
+#: ``voxfield denoise`` uses unet_v1 up to this resolution and unet_v2 beyond
+#: (:data:`voxfield.denoise.unet.SPECIALIST_UP_TO`).
+SPECIALIST_UP_TO = 10.0
 
 
 def test_models(corpus: Path, limit: int) -> list[tuple[str, Path]]:
@@ -59,7 +62,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--models", type=int, default=8)
+    ap.add_argument("--report-only", action="store_true", help="re-write the table and plot from results.json")
     args = ap.parse_args()
+    if args.report_only:
+        report(json.loads((OUT / "results.json").read_text()))
+        return
     import torch
 
     from voxfield.denoise.api import protect_structure
@@ -95,26 +102,41 @@ def main() -> None:
             for mode in ("background", "structural"):
                 c = confusion(p1.work_prob, label, resolve_threshold(meta1, mode, None, res), valid)
                 rows[f"v1 {mode}"] = {"gmean": c.gmean, "tpr": c.tpr, "tnr": c.tnr}
-            # structural mode (protected): density above the contour near the model removed
+            # structural mode (protected): density above the contour near the model removed,
+            # by each network and by the family's choice
             p2 = predict_map(m2, s.raw, 1.0, resolution=res)
-            lev_n = d["level"] / p2.scale
-            t_st = resolve_threshold(meta2, "structural", None, res)
-            kept = protect_structure(p2.work_input, p2.work_prob, p2.work_prob >= t_st, lev_n)
             near = atom_mask(atoms.zyx, x.shape, 1.0, org, 3.0)
-            sel = (p2.work_input > lev_n) & near
-            removed_near = float((sel & ~kept).sum()) / max(int(sel.sum()), 1)
+            removed = {}
+            for tag, pr, mt in (("v1", p1, meta1), ("v2", p2, meta2)):
+                lev_n = d["level"] / pr.scale
+                t_st = resolve_threshold(mt, "structural", None, res)
+                kept = protect_structure(pr.work_input, pr.work_prob, pr.work_prob >= t_st, lev_n)
+                sel = (pr.work_input > lev_n) & near
+                removed[tag] = float((sel & ~kept).sum()) / max(int(sel.sum()), 1)
+            removed_near = removed["v1" if res <= SPECIALIST_UP_TO else "v2"]
             results.append({"model": key, "resolution": res, "level": d["level"], "rows": rows,
-                            "structural_removed_above_near": removed_near, "sim": s.info,
+                            "structural_removed_above_near": removed_near,
+                            "structural_removed_above_near_by": removed, "sim": s.info,
                             "seconds": round(time.perf_counter() - t0, 1)})
             print(key, res, {k: round(v["gmean"], 3) for k, v in rows.items() if k in SHOW},
                   f"struct removed near {removed_near:.2%}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    report(results)
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    """``results.md`` and ``gmean.png`` from the per-map results; the *default* column is
+    what ``voxfield denoise`` runs (unet_v1 up to 10 Å, unet_v2 beyond)."""
+    for r in results:
+        pick = "v1" if r["resolution"] <= SPECIALIST_UP_TO else "v2"
+        r["rows"]["default background"] = dict(r["rows"][f"{pick} background"], weights=f"unet_{pick}")
     lines = ["# Denoiser on simulated maps of held-out models (corpus test split)", "",
              "G-mean (positive = noise) over the nonzero voxels; labels = 3-sigma atom masks at R. Simulator v2, "
-             "seed 1. Threshold and dust at the mass contour; 'best level' rows are oracles. "
+             "seed 1. *default*: what `voxfield denoise --resolution R` runs (unet_v1 up to 10 Å, unet_v2 beyond). "
+             "Threshold and dust at the mass contour; 'best level' rows are oracles. "
              "*struct. removed*: share of the voxels above the contour and within 3 Å of the model that "
-             "structural mode (protected) sets to 0.", "",
+             "the default's structural mode (protected) sets to 0.", "",
              "| model | R (Å) | " + " | ".join(SHOW) + " | struct. removed |", "|---|---:|" + "---:|" * (len(SHOW) + 1)]
     for r in results:
         lines.append(f"| {r['model']} | {r['resolution']:g} | "
@@ -132,10 +154,10 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for m, style in zip(SHOW, ("-o", "--o", "-s", "-^", ":v", ":x", "-.v", "-.x")):
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for m, style in zip(SHOW, ("-o", "--s", "--^", "--o", "-s", ":v", ":x", "-.v", "-.x")):
         ax.plot(RESOLUTIONS, [np.mean([r["rows"][m]["gmean"] for r in results if r["resolution"] == res])
-                              for res in RESOLUTIONS], style, label=m)
+                              for res in RESOLUTIONS], style, label=m, lw=2.5 if m.startswith("default") else 1.2)
     ax.set_xlabel("resolution (Å)")
     ax.set_ylabel("mean G-mean over held-out models")
     ax.set_title("Held-out models, simulated maps (v2 simulator)")

@@ -5,8 +5,8 @@ part of deliverable 5).
 
 Models never used in the denoiser's training or validation (model card): PDB 5NI1, 5ME2
 and the 6VYB N-domain. Each is simulated with ``voxfield denoise simulate`` in the model's own frame (molmap at
-R, noise, dust, structural noise, seed 1) at R = 3, 6, 10, 15 and 20 Å — the shipped weights were
-trained at 2.5–10 Å — and evaluated with ``voxfield denoise eval`` at the same R (label: the
+R, noise, dust, structural noise, seed 1; the v1 simulator) at R = 3, 6, 10, 15 and 20 Å — the
+shipped family runs unet_v1 (trained at 2.5–10 Å) up to 10 Å and unet_v2 (2.5–20 Å) beyond — and evaluated with ``voxfield denoise eval`` at the same R (label: the
 3-sigma atom mask; positive = noise). Compared: the network in both modes (raw, and with
 the default structure protection), a plain threshold and hide dust at the mass contour,
 and the best level of each (oracle). The simulator is the training one, so these numbers
@@ -64,7 +64,7 @@ def main() -> None:
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     lines = ["# Denoiser across resolution: simulated maps of held-out models", "",
              "G-mean (positive = noise) over the nonzero voxels; labels = 3-sigma atom masks at R. "
-             "Trained range 2.5-10 Å. Threshold and dust at the mass contour; 'best level' rows are oracles.", "",
+             "Weights: unet_v1 up to 10 Å, unet_v2 beyond (the family `voxfield denoise` picks). Threshold and dust at the mass contour; 'best level' rows are oracles.", "",
              "| model | R (Å) | " + " | ".join(SHOW) + " |", "|---|---:|" + "---:|" * len(SHOW)]
     for r in results:
         lines.append(f"| {r['model']} | {r['resolution']:g} | "

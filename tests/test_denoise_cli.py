@@ -41,12 +41,14 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ------------------------------------------------------------------ shipped weights
 def test_shipped_weights_are_small_and_documented() -> None:
-    p = default_weights_path()
-    assert p.is_file() and p.stat().st_size <= 20 * 2**20
-    model, meta = load_weights(p)
-    t = meta["thresholds"]
-    assert 0 < t["background"] < t["structural"] < 1
-    assert meta["validation"]["background_gmean"] > 0.9
+    # the family: unet_v1 (validated on 2.5-10 Å cubes) and unet_v2 (2.5-20 Å, harder cubes)
+    for resolution, floor in ((3.0, 0.9), (None, 0.85)):
+        p = default_weights_path(resolution)
+        assert p.is_file() and p.stat().st_size <= 20 * 2**20
+        model, meta = load_weights(p)
+        t = meta["thresholds"]
+        assert 0 < t["background"] < t["structural"] < 1
+        assert meta["validation"]["background_gmean"] > floor
     card = p.with_name("MODEL_CARD.md").read_text()
     for needle in ("Training data", "Thresholds", "Validation", "EMD-3488", "hide dust"):
         assert needle in card

@@ -220,3 +220,20 @@ def test_training_with_the_resolution_input(tmp_path: Path) -> None:
     bands = meta["thresholds_by_resolution"]
     assert bands and all(0 <= b["background"] <= 1 for b in bands)
     assert "unknown_resolution" in meta["validation"]
+
+
+def test_shipped_family_is_chosen_by_resolution() -> None:
+    from voxfield.denoise.api import trained_range
+    from voxfield.denoise.unet import GENERALIST, SPECIALIST, default_weights_path
+
+    assert default_weights_path(3.2).name == SPECIALIST and default_weights_path(10.0).name == SPECIALIST
+    assert default_weights_path(12.0).name == GENERALIST and default_weights_path(None).name == GENERALIST
+    assert default_weights_path(float("nan")).name == GENERALIST
+    v1, m1 = load_weights(default_weights_path(3.2))
+    v2, m2 = load_weights(default_weights_path(15.0))
+    assert not v1.config.resolution_input and v2.config.resolution_input
+    assert trained_range(m1) == (2.5, 10.0) and trained_range(m2) == (2.5, 20.0)
+    bands = m2["thresholds_by_resolution"]
+    assert [b["max_resolution"] for b in bands] == [5.0, 10.0, 20.0]
+    total = sum(f.stat().st_size for f in default_weights_path(None).parent.glob("*.safetensors"))
+    assert total <= 20e6  # the limit on shipped weights

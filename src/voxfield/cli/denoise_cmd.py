@@ -63,10 +63,10 @@ def _device(name: str):
     return resolve_device(name)
 
 
-def _load(weights: Path | None, device: Any):
+def _load(weights: Path | None, device: Any, resolution: float | None = None):
     from voxfield.denoise.unet import default_weights_path, load_weights
 
-    return load_weights(weights if weights is not None else default_weights_path(), device)
+    return load_weights(weights if weights is not None else default_weights_path(resolution), device)
 
 
 def _read_map(path: Path, apix: float | None) -> Volume:
@@ -317,7 +317,7 @@ def evaluate_cmd(
     st = load_model(model)
     atoms = read_atoms(model)
     dev = _device(device)
-    net, meta = _load(weights, dev)
+    net, meta = _load(weights, dev, resolution)
     from voxfield.denoise.api import check_resolution
 
     check_resolution(resolution, meta)

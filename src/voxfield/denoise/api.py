@@ -146,7 +146,8 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     weights (the shipped ``unet_v2``), which also picks the threshold of its resolution
     band; it is checked against the weights' trained range (a warning outside it). Without
     it the network runs with the resolution withheld, as trained on a fifth of its crops.
-    ``weights``: a weights file (default: the shipped model).
+    ``weights``: a weights file (default: the shipped family's member for ``resolution``,
+    :func:`~voxfield.denoise.unet.default_weights_path`).
     ``keep_grid=False`` returns the result on the 1 Å working grid.
     ``progress(done, total)`` reports tiles.
 
@@ -170,7 +171,7 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
         data = read_volume(data)
     vol = prepare_map(data, apix, name)
     dev = resolve_device(device)
-    model, meta = load_weights(weights if weights is not None else default_weights_path(), dev)
+    model, meta = load_weights(weights if weights is not None else default_weights_path(resolution), dev)
     check_resolution(resolution, meta)
     t = resolve_threshold(meta, mode, threshold, resolution)
     t0 = time.perf_counter()

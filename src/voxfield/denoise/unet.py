@@ -146,14 +146,20 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     return model.to(device).eval(), meta
 
 
-#: The shipped weights' file name (``unet_v1``: 2.5-10 Å, map only; kept for reproducing
-#: earlier results with ``--weights``).
-DEFAULT_WEIGHTS = "unet_v1.safetensors"
+#: The shipped family, chosen by the map's resolution: ``unet_v1`` (trained from scratch on
+#: 2.5-10 Å, map only) up to :data:`SPECIALIST_UP_TO` Å, ``unet_v2`` (resolution-aware,
+#: 2.5-20 Å) beyond it and when the resolution is not given. The model card says why.
+SPECIALIST = "unet_v1.safetensors"
+GENERALIST = "unet_v2.safetensors"
+SPECIALIST_UP_TO = 10.0
 
 
-def default_weights_path() -> Path:
-    """The weights shipped inside the package."""
-    return Path(__file__).with_name("weights") / DEFAULT_WEIGHTS
+def default_weights_path(resolution: float | None = None) -> Path:
+    """The shipped weights for a map of ``resolution`` Å (None: unknown); see
+    :data:`SPECIALIST_UP_TO`."""
+    known = resolution is not None and math.isfinite(resolution) and resolution > 0
+    name = SPECIALIST if known and resolution <= SPECIALIST_UP_TO else GENERALIST
+    return Path(__file__).with_name("weights") / name
 
 
 def widen_to_resolution_input(model: UNet3D) -> UNet3D:
