@@ -211,6 +211,41 @@ def analyze(
     console.out.print(f"analysis: {out} (k-means {min(k, len(zz))} volumes, {min(pcs, run.zdim)} traversals)")
 
 
+def _explicit_states(model: tuple, hinge: str | None, angles: str, n_states: int, subunits: str | None,
+                     patterns: str | None) -> list | None:
+    """The states of --hinge or --subunits (None for a path between models)."""
+    from voxfield.reconstruct.conformations import composition_states, hinge_states, select
+
+    atoms, keys = model
+    if hinge is not None:
+        try:
+            a0, a1 = (float(v) for v in angles.split(","))
+        except ValueError:
+            raise OptionError(f"--angles must be 'first,last' in degrees, got {angles!r}") from None
+        if not (math.isfinite(a0) and math.isfinite(a1)):
+            raise OptionError(f"--angles must be finite, got {angles!r}")
+        return hinge_states(atoms, select(keys, hinge), np.linspace(a0, a1, int(n_states)))
+    if subunits is not None:
+        groups = [g.strip() for g in subunits.split(";") if g.strip()]
+        if not 1 <= len(groups) <= 8:
+            raise OptionError(f"--subunits takes 1 to 8 groups, got {len(groups)}")
+        if patterns is None:
+            import itertools
+
+            pats = [p for p in itertools.product((True, False), repeat=len(groups)) if any(p)]
+        else:
+            pats = []
+            for word in patterns.split(","):
+                word = word.strip()
+                if len(word) != len(groups) or set(word) - {"0", "1"}:
+                    raise OptionError(f"--patterns: {word!r} must be {len(groups)} flags of 0/1, one per group")
+                pats.append([c == "1" for c in word])
+        if len(pats) < 2:
+            raise OptionError("--subunits needs at least two states")
+        return composition_states(atoms, keys, groups, pats)
+    return None
+
+
 @app.command()
 def simulate(
     models: Annotated[list[Path], typer.Argument(help="Two or more PDB/mmCIF models with the same atoms in the same "
@@ -229,12 +264,27 @@ def simulate(
     invert: Annotated[bool, typer.Option("--invert/--no-invert", help="Bright particles (RELION/cryoDRGN default "
                                                                         "convention).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    hinge: Annotated[str | None, typer.Option(help="Continuous motion from ONE model: this domain (e.g. 'A:1-120' or "
+                                                   "'H:1-120+L:1-110') turns rigidly about its hinge through --angles.")] = None,
+    angles: Annotated[str, typer.Option(help="With --hinge: first,last angle in degrees (--states steps).")] = "-30,30",
+    subunits: Annotated[str | None, typer.Option(help="Compositional states from ONE model: subunit groups separated "
+                                                      "by ';' (e.g. 'B;C;D'), each present or absent.")] = None,
+    patterns: Annotated[str | None, typer.Option(help="With --subunits: the states as flags per group, e.g. "
+                                                      "'111,110,100' [default: every combination with at least one "
+                                                      "group present].")] = None,
 ) -> None:
-    """Simulate a heterogeneous particle set along a conformational path, with ground truth."""
+    """Simulate a heterogeneous particle set with ground truth: along a conformational path
+    between two or more models, a domain turned about a hinge (--hinge), or subunits present
+    or absent (--subunits)."""
     from voxfield.reconstruct.simulate import read_model, simulate_dataset
 
-    if len(models) < 2:
-        raise OptionError("give at least two models (the two ends of the conformational path)")
+    if hinge is not None and subunits is not None:
+        raise OptionError("give --hinge or --subunits, not both")
+    if (hinge is not None or subunits is not None) and len(models) != 1:
+        raise OptionError("--hinge and --subunits build the states from exactly one model")
+    if hinge is None and subunits is None and len(models) < 2:
+        raise OptionError("give at least two models (the two ends of the conformational path), or one with --hinge "
+                          "or --subunits")
     try:
         lo, hi = (float(v) for v in defocus.split(","))
     except ValueError:
@@ -244,10 +294,12 @@ def simulate(
     if not math.isfinite(snr) or snr < 0:
         raise OptionError(f"--snr must be >= 0, got {snr}")
     read = [read_model(m) for m in models]
+    explicit = _explicit_states(read[0], hinge, angles, states, subunits, patterns)
     with _bar("simulate") as update:
         res = simulate_dataset(output, [a for a, _ in read], atom_ids=[k for _, k in read], n_images=n_images, D=box,
                                apix=apix, resolution=resolution, n_states=states, snr=snr if snr > 0 else None,
-                               defocus=(lo, hi), max_shift_px=shift, invert=invert, seed=seed, progress=False)
+                               defocus=(lo, hi), max_shift_px=shift, invert=invert, seed=seed, progress=False,
+                               states=explicit)
         update(n_images, n_images)
     console.out.print(f"wrote {res.n_images} images ({res.D} px, {res.apix} Å) and {res.n_states} ground-truth volumes "
                       f"to {output} in {res.seconds:.1f} s")

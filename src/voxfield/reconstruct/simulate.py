@@ -73,6 +73,7 @@ __all__ = [
     "interpolate_atoms",
     "path_center",
     "state_volumes",
+    "atoms_volumes",
     "random_ctf",
     "simulate_dataset",
     "simulate_adk",
@@ -214,6 +215,36 @@ def path_center(models: Sequence[Atoms]) -> np.ndarray:
     return np.mean([m.zyx for m in models], axis=0).mean(axis=0)
 
 
+def atoms_volumes(
+    states: Sequence[Atoms],
+    *,
+    D: int,
+    apix: float,
+    resolution: float,
+    center: np.ndarray,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Molmap volumes ``[len(states), D, D, D]`` (float32) of the given atoms, all in one
+    frame: ``center`` (z, y, x Å) sits on voxel ``D/2``. :class:`DataError` when a state
+    (atoms plus 3 sigma) does not fit in the box."""
+    c = np.asarray(center, np.float64)
+    origin = c - (D // 2) * float(apix)
+    reach = max(float(np.linalg.norm(m.zyx - c, axis=1).max()) for m in states)
+    reach += LABEL_SIGMAS * sigma_for(resolution)
+    half = (D // 2 - 1) * float(apix)
+    if reach > half:
+        raise DataError(
+            f"the models reach {reach:.1f} Å from their centre (atoms + 3 sigma), but a box of {D} px at {apix:g} Å/px "
+            f"holds only {half:.1f} Å: increase D or apix"
+        )
+    vols = np.empty((len(states), D, D, D), dtype=np.float32)
+    for k, a in enumerate(states):
+        vols[k] = molmap(a, (D, D, D), resolution=resolution, spacing=apix, origin=origin)
+        if progress:
+            progress(k + 1, len(states))
+    return vols
+
+
 def state_volumes(
     models: Sequence[Atoms],
     n_states: int,
@@ -228,23 +259,9 @@ def state_volumes(
     ``t = linspace(0, 1, n_states)`` (returned second), all in one frame: the common
     ``center`` (default :func:`path_center`) sits on voxel ``D/2``."""
     c = path_center(models) if center is None else np.asarray(center, np.float64)
-    origin = c - (D // 2) * float(apix)
-    reach = max(float(np.linalg.norm(m.zyx - c, axis=1).max()) for m in models)
-    reach += LABEL_SIGMAS * sigma_for(resolution)
-    half = (D // 2 - 1) * float(apix)
-    if reach > half:
-        raise DataError(
-            f"the models reach {reach:.1f} Å from their centre (atoms + 3 sigma), but a box of {D} px at {apix:g} Å/px "
-            f"holds only {half:.1f} Å: increase D or apix"
-        )
     t_states = np.linspace(0.0, 1.0, int(n_states))
-    vols = np.empty((len(t_states), D, D, D), dtype=np.float32)
-    for s, t in enumerate(t_states):
-        vols[s] = molmap(
-            interpolate_atoms(models, float(t)), (D, D, D), resolution=resolution, spacing=apix, origin=origin
-        )
-        if progress:
-            progress(s + 1, len(t_states))
+    vols = atoms_volumes([interpolate_atoms(models, float(t)) for t in t_states], D=D, apix=apix,
+                         resolution=resolution, center=c, progress=progress)
     return vols, t_states
 
 
@@ -387,6 +404,7 @@ def simulate_dataset(
     chunk: int = 2048,
     atom_ids: Sequence[Sequence[tuple]] | None = None,
     progress: bool | Progress | None = None,
+    states: Sequence[Atoms] | None = None,
 ) -> SimulationResult:
     """Simulate a heterogeneous particle set along the path through ``models`` and write it to
     ``out_dir`` (created if needed; see the module docstring for the files and conventions).
@@ -403,15 +421,29 @@ def simulate_dataset(
     ``invert``: bright particles (default; what cryoDRGN expects without
     ``--uninvert-data``). ``pad``: zero-padding factor of the Fourier projector. ``progress``:
     ``True`` for a rich progress bar on stderr, or a ``callback(done, total)``.
+
+    ``states``: explicit ground-truth states instead of a path (``models`` is then ignored
+    and ``n_states`` is their number): any atoms per state, e.g. a domain turned about a
+    hinge or subunits present or absent (:mod:`voxfield.reconstruct.conformations`). They
+    are used as given (not superposed), centred on the centroid of all their atoms; ``t``
+    of state ``k`` is ``k / (n - 1)``.
     """
     t0 = time.perf_counter()
+    explicit = states is not None
+    if explicit:
+        states = list(states)
+        n_states = len(states)
+        if any(len(a) == 0 for a in states):
+            raise OptionError("every state needs at least one atom")
+        models = states
     D, n_images, n_states, pad, chunk = int(D), int(n_images), int(n_states), int(pad), int(chunk)
     apix, resolution = float(apix), float(resolution)
     _check_options(n_images, D, apix, resolution, n_states, snr, float(max_shift_px), pad, chunk)
     models = list(models)
-    check_same_atoms(models, atom_ids)
-    if align:
-        models = [models[0]] + [superpose(m, models[0]) for m in models[1:]]
+    if not explicit:
+        check_same_atoms(models, atom_ids)
+        if align:
+            models = [models[0]] + [superpose(m, models[0]) for m in models[1:]]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gt").mkdir(exist_ok=True)
@@ -434,12 +466,17 @@ def simulate_dataset(
         cs=cs,
         w=w,
     )
-    center = path_center(models)
-
-    with _progress_fn(progress, "volumes") as bar:
-        vols, t_states = state_volumes(
-            models, n_states, D=D, apix=apix, resolution=resolution, center=center, progress=bar
-        )
+    if explicit:
+        center = np.concatenate([m.zyx for m in models]).mean(axis=0)
+        with _progress_fn(progress, "volumes") as bar:
+            vols = atoms_volumes(models, D=D, apix=apix, resolution=resolution, center=center, progress=bar)
+        t_states = np.linspace(0.0, 1.0, n_states)
+    else:
+        center = path_center(models)
+        with _progress_fn(progress, "volumes") as bar:
+            vols, t_states = state_volumes(
+                models, n_states, D=D, apix=apix, resolution=resolution, center=center, progress=bar
+            )
     t_img = t_states[state]
     for s in range(n_states):
         _write_mrc(out / "gt" / f"state_{s:03d}.mrc", vols[s], apix)
@@ -512,8 +549,9 @@ def simulate_dataset(
     meta: dict[str, Any] = {
         "generator": "voxfield.reconstruct.simulate.simulate_dataset",
         "models": [m.name for m in models],
-        "n_atoms": len(models[0]),
-        "aligned": bool(align),
+        "n_atoms": len(models[0]) if not explicit else [len(m) for m in models],
+        "states": "explicit" if explicit else "path through the models",
+        "aligned": bool(align) and not explicit,
         "n_images": n_images,
         "D": D,
         "apix": apix,
