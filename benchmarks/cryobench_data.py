@@ -44,10 +44,9 @@ PATTERNS = [(b, c, t) for b in (0, 1) for c in (0, 1) for t in (0, 1)]
 def fitting_apix(states: list, box: int, resolution: float) -> float:
     """Smallest pixel size (0.1 Å steps) whose box holds every state about their common
     centre, atoms plus 3 sigma."""
-    from voxfield.denoise.molmap import LABEL_SIGMAS, sigma_for
+    from voxfield.reconstruct.simulate import state_reach
 
-    c = np.concatenate([s.zyx for s in states]).mean(axis=0)
-    reach = max(float(np.linalg.norm(s.zyx - c, axis=1).max()) for s in states) + LABEL_SIGMAS * sigma_for(resolution)
+    reach = state_reach(states, np.concatenate([s.zyx for s in states]).mean(axis=0), resolution)
     return math.ceil(10 * reach / (box // 2 - 1) + 1e-9) / 10
 
 

@@ -75,11 +75,6 @@ def _read_map(path: Path, apix: float | None) -> Volume:
     return prepare_map(read_volume(path), apix, path)
 
 
-def _check_resolution(resolution: float | None) -> None:
-    if resolution is not None and (not math.isfinite(resolution) or resolution <= 0):
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
-
-
 @app.command(name=DEFAULT_COMMAND)
 def run(
     input: Annotated[Path, typer.Argument(help="Map to denoise (.mrc/.map/.ccp4, optionally .gz).")],
@@ -142,12 +137,11 @@ def simulate(
     simulator_name: Annotated[str, typer.Option("--simulator", help="v2 (local and anisotropic resolution, real noise spectra) or v1.")] = "v2",
 ) -> None:
     """Simulate an experimental-looking map of a whole model (noise, dust, structural noise)."""
+    from voxfield.denoise.api import require_resolution
     from voxfield.denoise.molmap import molmap, read_atoms
     from voxfield.denoise.simulate import simulate_sample, simulator
 
-    if not math.isfinite(resolution) or resolution <= 0:
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
-    _check_resolution(resolution)
+    require_resolution(resolution)
     for p in (output, label_out, clean_out):
         if p is not None:
             check_writable(p)
@@ -302,15 +296,14 @@ def evaluate_cmd(
 ) -> None:
     """Confusion matrix (positive = noise, nonzero voxels, paper 003) of the network, a
     plain threshold and hide dust against the model's 3-sigma label."""
+    from voxfield.denoise.api import check_resolution, require_resolution
     from voxfield.denoise.evaluate import evaluate, format_table
     from voxfield.denoise.molmap import read_atoms
     from voxfield.metrics.map_model import load_model
 
-    if not math.isfinite(resolution) or resolution <= 0:
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    require_resolution(resolution)
     if level is not None and mass is not None:
         raise OptionError("give --contour or --mass, not both")
-    _check_resolution(resolution)
     if out is not None:
         check_writable(out)
     vol = _read_map(map, apix)
@@ -318,8 +311,6 @@ def evaluate_cmd(
     atoms = read_atoms(model)
     dev = _device(device)
     net, meta = _load(weights, dev, resolution)
-    from voxfield.denoise.api import check_resolution
-
     check_resolution(resolution, meta)
     with _bar("eval: tiles") as update:
         res = evaluate(vol, st, atoms, resolution=resolution, model=net, meta=meta, level=level, device=dev,

@@ -118,13 +118,18 @@ def recommended_contour(data: np.ndarray, spacing: Any, contour: float | None, m
     return float(auto_contour(data, spacing)), "automatic"
 
 
+def require_resolution(resolution: float | None) -> None:
+    """Refuse a resolution that is given but is not a positive number of Å."""
+    if resolution is not None and (not math.isfinite(resolution) or resolution <= 0):
+        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+
+
 def check_resolution(resolution: float | None, meta: dict[str, Any] | None = None) -> None:
-    """Refuse a resolution that is not a positive number; warn outside the range the
-    weights (``meta``) were trained on."""
+    """:func:`require_resolution`, and a warning outside the range the weights (``meta``)
+    were trained on."""
+    require_resolution(resolution)
     if resolution is None:
         return
-    if not math.isfinite(resolution) or resolution <= 0:
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
     lo, hi = trained_range(meta)
     if not lo <= resolution <= hi:
         warnings.warn(f"resolution {resolution:g} Å is outside the trained range {lo:g}-{hi:g} Å; "
@@ -163,8 +168,7 @@ def denoise(data: Volume | str | os.PathLike[str], *, mode: str = "background", 
     from voxfield.denoise.unet import default_weights_path, load_weights
     from voxfield.io import read_volume
 
-    if resolution is not None and (not math.isfinite(resolution) or resolution <= 0):
-        raise OptionError(f"--resolution must be > 0 Å, got {resolution}")
+    require_resolution(resolution)
     name = None
     if not isinstance(data, Volume):
         name = Path(data)

@@ -61,23 +61,20 @@ def normalise_profile(k: np.ndarray, amp: np.ndarray) -> np.ndarray | None:
 
 def noise_profile(data: np.ndarray, spacing: float = 1.0, *, images: bool = False) -> np.ndarray | None:
     """The normalised noise profile of a real map's solvent or, with ``images``, of the
-    background of a particle stack (n, y, x): the structure (above the automatic contour,
-    dilated by 2 voxels) or the central disc of each image is replaced by noise of the
-    remaining voxels' mean and spread before the spectrum is taken."""
+    background of a particle stack (n, y, x). In a map the structure (above the automatic
+    contour, dilated by 2 voxels) is replaced by noise of the remaining voxels' mean and
+    spread before the spectrum is taken; in images the profile is the median over the
+    four corner squares (0.28 of the edge) of every image, away from the particle."""
     a = np.asarray(data, np.float64)
     if images:
-        n, h, w = a.shape
-        yy, xx = np.mgrid[:h, :w]
-        outer = np.hypot(yy - h / 2, xx - w / 2) > 0.42 * min(h, w)
+        side = int(min(a.shape[1:]) * 0.28)
         profs = []
         for im in a:
-            side = int(min(h, w) * 0.28)
             for corner in (im[:side, :side], im[:side, -side:], im[-side:, :side], im[-side:, -side:]):
                 k, amp = radial_amplitude(corner)
                 p = normalise_profile(k, amp)
                 if p is not None:
                     profs.append(p)
-        del outer
         return np.median(profs, axis=0) if profs else None
     from voxfield.metrics.cryoem import auto_contour
 

@@ -74,6 +74,7 @@ __all__ = [
     "path_center",
     "state_volumes",
     "atoms_volumes",
+    "state_reach",
     "random_ctf",
     "simulate_dataset",
     "simulate_adk",
@@ -215,6 +216,14 @@ def path_center(models: Sequence[Atoms]) -> np.ndarray:
     return np.mean([m.zyx for m in models], axis=0).mean(axis=0)
 
 
+def state_reach(states: Sequence[Atoms], center: np.ndarray, resolution: float) -> float:
+    """How far (Å) the states' density reaches from ``center``: the farthest atom plus 3
+    sigma of its molmap Gaussian. A box of ``D`` px at ``apix`` holds it when
+    ``reach <= (D // 2 - 1) * apix``."""
+    c = np.asarray(center, np.float64)
+    return max(float(np.linalg.norm(m.zyx - c, axis=1).max()) for m in states) + LABEL_SIGMAS * sigma_for(resolution)
+
+
 def atoms_volumes(
     states: Sequence[Atoms],
     *,
@@ -229,8 +238,7 @@ def atoms_volumes(
     (atoms plus 3 sigma) does not fit in the box."""
     c = np.asarray(center, np.float64)
     origin = c - (D // 2) * float(apix)
-    reach = max(float(np.linalg.norm(m.zyx - c, axis=1).max()) for m in states)
-    reach += LABEL_SIGMAS * sigma_for(resolution)
+    reach = state_reach(states, c, resolution)
     half = (D // 2 - 1) * float(apix)
     if reach > half:
         raise DataError(
