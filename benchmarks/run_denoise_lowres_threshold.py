@@ -2,10 +2,10 @@
 
     python benchmarks/run_denoise_lowres_threshold.py      # ~2 min
 
-The shipped weights' background threshold (0.444) was chosen on validation cubes at
-2.5-10 Å. For maps at 10 Å and worse, ``voxfield.denoise.predict.LOW_RES_BACKGROUND_THRESHOLD``
-is the mean of the G-mean-best thresholds of the network on simulated maps (``voxfield
-denoise simulate``, model frame, seed 1) of the two *validation* models of the model card,
+``unet_v1``'s background threshold (0.444) was chosen on validation cubes at 2.5-10 Å.
+For maps at 10 Å and worse run with ``unet_v1``, ``voxfield.denoise.predict.LOW_RES_BACKGROUND_THRESHOLD``
+is the mean of the G-mean-best thresholds of ``unet_v1`` on simulated maps (``voxfield
+denoise simulate --simulator v1``, model frame, seed 1) of the two *validation* models of the model card,
 4E43 and 1OSM, at 10, 15 and 20 Å. The held-out models of
 ``run_denoise_resolution.py`` are not used here.
 
@@ -15,10 +15,10 @@ Writes ``benchmarks/results/denoise_lowres_threshold/{results.json,results.md}``
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from run_denoise_resolution import run  # this folder is on sys.path when the script runs
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "denoise_lowres_threshold"
@@ -27,15 +27,12 @@ RESOLUTIONS = (10.0, 15.0, 20.0)
 ORACLE = "voxfield, best threshold (oracle)"
 
 
-def run(*args: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "voxfield", *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"voxfield {' '.join(args)}: {r.stderr.strip()[-500:]}")
-
-
 def main() -> None:
     from voxfield.bench import find_data_root
     from voxfield.denoise.predict import LOW_RES_BACKGROUND_THRESHOLD
+    from voxfield.denoise.unet import SPECIALIST, default_weights_path
+
+    v1 = str(default_weights_path(None).with_name(SPECIALIST))
 
     root = find_data_root()
     rows = []
@@ -43,9 +40,10 @@ def main() -> None:
         for name, rel in MODELS:
             for res in RESOLUTIONS:
                 sim, js = Path(tmp) / "sim.mrc", Path(tmp) / "e.json"
-                run("denoise", "simulate", str(root / rel), "-o", str(sim), "--resolution", f"{res:g}", "--seed", "1")
+                run("denoise", "simulate", str(root / rel), "-o", str(sim), "--resolution", f"{res:g}", "--seed", "1",
+                    "--simulator", "v1")
                 run("denoise", "eval", str(sim), str(root / rel), "--resolution", f"{res:g}", "-o", str(js),
-                    "--json", "--force")
+                    "--json", "--force", "--weights", v1)
                 best = next(r for r in json.loads(js.read_text())["rows"] if r["method"] == ORACLE)
                 rows.append({"model": name, "resolution": res, "best_threshold": best["threshold"],
                              "gmean_at_best": best["gmean"]})
