@@ -9,7 +9,7 @@
 4. Stage 2 (``--stage2-steps`` > 0): fine-tune from stage 1 on cubes of the stage-2
    simulator (stronger sharpening, noise out to Nyquist in half of the cubes), at a lower
    learning rate; thresholds again from its own validation cubes.
-5. The last stage's weights are copied into the package when ``--install`` is given.
+5. The last stage's weights are copied into the package as ``unet_v1`` when ``--install`` is given.
 
 CPU by default; ``--device auto`` takes a GPU when there is one.
 
@@ -28,7 +28,7 @@ from voxfield.compress.neural import resolve_device
 from voxfield.denoise.dataset import make_dataset
 from voxfield.denoise.simulate import SimConfig
 from voxfield.denoise.train import TrainConfig, train
-from voxfield.denoise.unet import default_weights_path
+from voxfield.denoise.unet import SPECIALIST, default_weights_path
 
 TRAIN_MODELS = ["general/19hc.pdb.gz", "general/1BD2.cif.gz", "general/1YJP.cif", "general/1a28.pdb.gz",
                 "general/1hvr.pdb", "general/5a7u.pdb", "general/adk_open_4AKE.pdb", "conformations/adk_closed.pdb"]
@@ -77,8 +77,9 @@ def main() -> None:
                      config=TrainConfig(steps=args.stage2_steps, eval_every=args.eval_every, lr=args.stage2_lr))
         print(f"stage 2: {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.install:
-        shutil.copyfile(path, default_weights_path())
-        print(f"installed as {default_weights_path()}")
+        dst = default_weights_path(None).with_name(SPECIALIST)  # unet_v1, the family's 2.5-10 Å member
+        shutil.copyfile(path, dst)
+        print(f"installed as {dst}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from voxfield.compress.neural import resolve_device
 from voxfield.denoise.dataset import make_dataset
 from voxfield.denoise.simulate import SIM_V2
 from voxfield.denoise.train import TrainConfig, train
-from voxfield.denoise.unet import default_weights_path
+from voxfield.denoise.unet import GENERALIST, default_weights_path
 
 V1 = Path(__file__).resolve().parents[1] / "src" / "voxfield" / "denoise" / "weights" / "unet_v1.safetensors"
 
@@ -107,7 +107,7 @@ def main() -> None:
                                                      resolution_input=True))
     print(f"trained: {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.install:
-        dst = default_weights_path().with_name("unet_v2.safetensors")
+        dst = default_weights_path(None).with_name(GENERALIST)
         shutil.copyfile(path, dst)
         print(f"installed as {dst}")
 
