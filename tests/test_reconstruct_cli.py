@@ -135,6 +135,16 @@ def test_bad_inputs_fail_with_one_line(sim: Path, tmp_path: Path) -> None:
     assert_error(proc, "160")
     # odd/absurd options
     assert_error(run_cli("reconstruct", "train", sim / "particles.star", "-o", tmp_path / "r4", "--zdim", "-1"), "--zdim")
+    assert_error(run_cli("reconstruct", "train", sim / "particles.star", "-o", tmp_path / "r5", "--mask", "blobby"),
+                 "--mask")
+    assert_error(run_cli("reconstruct", "train", sim / "particles.star", "-o", tmp_path / "r6", "--focus-mask",
+                         tmp_path / "none.mrc"), "--focus-mask")
+    wrong = tmp_path / "wrong_box.mrc"
+    with mrcfile.new(wrong) as m:
+        m.set_data(np.ones((8, 8, 8), np.float32))
+    assert_error(run_cli("reconstruct", "train", sim / "particles.star", "-o", tmp_path / "r7", "--mask", wrong),
+                 "wrong_box.mrc")
+    assert not (tmp_path / "r7" / "checkpoint.pt").exists()
     assert_error(run_cli("reconstruct", "simulate", ADK / "adk_open.pdb", "-o", tmp_path / "s"), "two models")
 
 

@@ -379,3 +379,32 @@ def test_analyze_one_dim_no_decoder(tmp_path, monkeypatch):
     assert zv.shape == (4,)
     np.testing.assert_allclose(zv[[0, -1]], np.percentile(z[:, 0], [5, 95]), rtol=1e-8)
     assert not (tmp_path / "pc2").exists()
+
+
+# ---------------------------------------------------------------------------- ARI
+def test_adjusted_rand_index_known_values():
+    from voxfield.reconstruct.evaluate import adjusted_rand_index
+
+    # textbook example (sklearn's documentation gives 0.24242424...)
+    assert adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]) == pytest.approx(8 / 33, abs=1e-12)
+    # identical up to renaming
+    assert adjusted_rand_index([0, 0, 1, 1, 2], ["b", "b", "a", "a", "c"]) == pytest.approx(1.0)
+    # a split that shares nothing beyond chance is negative
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+    rng = np.random.default_rng(0)
+    assert abs(adjusted_rand_index(rng.integers(0, 8, 20000), rng.integers(0, 8, 20000))) < 0.01
+    with pytest.raises(DataError):
+        adjusted_rand_index([0, 1, 2], [0, 1])
+
+
+def test_latent_ari_recovers_separated_states_and_not_mixed_ones():
+    from voxfield.reconstruct.evaluate import latent_ari
+
+    rng = np.random.default_rng(1)
+    lab = rng.integers(0, 4, 800)
+    centres = np.eye(4, 3) * 10.0
+    z = centres[lab] + rng.normal(size=(800, 3))
+    r = latent_ari(z, lab, seed=0)
+    assert r["k"] == 4 and r["ari"] > 0.99
+    shuffled = latent_ari(z, rng.permutation(lab), seed=0)
+    assert shuffled["ari"] < 0.05

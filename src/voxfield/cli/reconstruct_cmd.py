@@ -76,6 +76,12 @@ def train(
     invert: Annotated[bool, typer.Option("--invert-data/--no-invert-data",
                                          help="Multiply images by −1 (cryoDRGN's default: particles white on "
                                               "black in the file).")] = True,
+    mask: Annotated[str, typer.Option(help="Solvent mask the basis is projected onto: auto (from the average "
+                                           "volume, default), sphere, none, or an MRC file on the particles' "
+                                           "grid.")] = "auto",
+    focus_mask: Annotated[Path | None, typer.Option(help="Focus mask (MRC): heterogeneity is learnt inside it "
+                                                         "only; the rest of the particle stays a single volume.")]
+    = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -91,7 +97,8 @@ def train(
         run = reconstruct(particles, output, datadir=datadir, poses=poses, ctf=ctf, apix=apix, device=device,
                           resume=resume, progress=prog, on_note=lambda text: console.err.print(text),
                           zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
-                          weighting=weighting, sparse=sparse, invert=invert, seed=seed)
+                          weighting=weighting, sparse=sparse, invert=invert, seed=seed, mask=mask,
+                          focus_mask="" if focus_mask is None else str(focus_mask))
     msg = f"run: {output} ({run.epoch} epochs, {time.perf_counter() - t0:.1f} s)"
     if zdim > 0:
         msg += f"; latents: {output / 'z.npy'} {np.load(output / 'z.npy').shape}"

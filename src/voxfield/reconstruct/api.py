@@ -51,7 +51,9 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     ``output`` (checkpoint every epoch; ``resume`` continues one), then encode every particle
     to ``output/z.npy`` when the latent dimension is > 0. ``**config``: fields of
     :class:`voxfield.reconstruct.train.TrainConfig` (``zdim``, ``K``, ``epochs``, ``batch``,
-    ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``).
+    ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``, ``mask``:
+    ``"auto"``/``"sphere"``/``"none"``/MRC path, ``focus_mask``: MRC path or ``""``; see
+    :mod:`voxfield.reconstruct.masks`).
     ``progress(epoch, n_epochs, batch, n_batches, totals)`` reports training, ``on_note(text)``
     remarks on the input (e.g. no CTF).
     Returns the trained :class:`voxfield.reconstruct.run.Run`."""
@@ -65,6 +67,12 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     unknown = sorted(set(config) - known)
     if unknown:
         raise OptionError(f"unknown training setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for name in ("mask", "focus_mask"):  # file masks are recorded by absolute path (resume checks the config)
+        v = config.get(name)
+        if v and str(v).lower() not in ("auto", "sphere", "none"):
+            if not Path(v).is_file():
+                raise OptionError(f"--{name.replace('_', '-')} {v}: no such file")
+            config[name] = str(Path(v).resolve())
     cfg = TrainConfig(**config)
     for name in ("lr", "basis_lr"):
         v = getattr(cfg, name)
@@ -82,7 +90,7 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     if stack.ctf is None and on_note is not None:
         on_note("note: no CTF in the input; images are treated as CTF-free")
     if not resume:
-        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy"):
+        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy", "mask.mrc", "focus_mask.mrc"):
             (out / name).unlink(missing_ok=True)
 
     def resolved(p: Any) -> str | None:

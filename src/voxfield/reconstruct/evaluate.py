@@ -34,6 +34,11 @@ Latent quality
 :func:`latent_spearman`: absolute Spearman rank correlation between the true interpolation
 coordinate and (a) the first principal component of the latents, (b) each latent
 dimension (the best one is reported).
+
+:func:`adjusted_rand_index` and :func:`latent_ari`: for discrete (compositional) states, the
+adjusted Rand index (Hubert & Arabie 1985) between the true state of each image and the
+k-means clusters of its latent (k = the number of true states): 1 for identical partitions,
+about 0 for a random one.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from voxfield.errors import DataError, OptionError
 from voxfield.metrics.fourier_shell import FSCResult, fsc
 
 __all__ = [
+    "adjusted_rand_index",
     "au_fsc",
     "fsc_curve",
     "fsc_plot",
+    "latent_ari",
     "latent_spearman",
     "per_image_fsc",
     "per_image_fsc_from_files",
@@ -346,6 +353,58 @@ def latent_spearman(z: np.ndarray, t_true: np.ndarray) -> dict[str, Any]:
         pc1 = zc @ vt[0]
     best = int(np.argmax(per_dim))
     return {"pc1": _spearman_abs(pc1, t), "per_dim": per_dim, "best_dim": best, "best": per_dim[best]}
+
+
+def adjusted_rand_index(labels_true: Any, labels_pred: Any) -> float:
+    """Adjusted Rand index of two partitions of the same items (any hashable labels).
+
+    ``ARI = (Σ_ij C(n_ij, 2) − E) / (½(Σ_i C(a_i, 2) + Σ_j C(b_j, 2)) − E)`` with ``n_ij`` the
+    contingency table, ``a``/``b`` its row/column sums and ``E = Σ_i C(a_i,2) Σ_j C(b_j,2) / C(n,2)``.
+    Symmetric, 1 for identical partitions (up to renaming), 0 in expectation for random ones.
+    Two single-cluster partitions give 1.
+    """
+    a = np.asarray(labels_true).reshape(-1)
+    b = np.asarray(labels_pred).reshape(-1)
+    if a.size != b.size or a.size < 2:
+        raise DataError(f"adjusted_rand_index: label arrays of sizes {a.size} and {b.size} (need equal, >= 2)")
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.float64)
+    np.add.at(table, (ia, ib), 1.0)
+
+    def c2(x: np.ndarray | float) -> Any:
+        return x * (x - 1.0) / 2.0
+
+    sum_ij = float(c2(table).sum())
+    sum_a = float(c2(table.sum(axis=1)).sum())
+    sum_b = float(c2(table.sum(axis=0)).sum())
+    expected = sum_a * sum_b / c2(float(a.size))
+    top = 0.5 * (sum_a + sum_b)
+    if top == expected:  # both partitions trivial (all one cluster, or all singletons)
+        return 1.0
+    return float((sum_ij - expected) / (top - expected))
+
+
+def latent_ari(z: np.ndarray, labels_true: Any, k: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Adjusted Rand index between true discrete states and k-means clusters of the latents.
+
+    ``z`` [N, zdim]; ``labels_true`` [N]; ``k`` defaults to the number of distinct true
+    labels. k-means is :func:`voxfield.reconstruct.analysis.kmeans` (k-means++, 5 restarts,
+    seeded). Returns ``{"ari", "k", "labels"}``.
+    """
+    from .analysis import kmeans
+
+    zz = np.asarray(z, dtype=np.float64)
+    if zz.ndim == 1:
+        zz = zz[:, None]
+    lab = np.asarray(labels_true).reshape(-1)
+    if zz.ndim != 2 or zz.shape[0] != lab.size:
+        raise DataError(f"latent_ari: z {zz.shape} and labels {lab.shape} must have the same N")
+    if not np.isfinite(zz).all():
+        raise DataError("latent_ari: NaN or infinite latents")
+    kk = int(k) if k is not None else int(np.unique(lab).size)
+    _, pred = kmeans(zz, kk, seed=seed, reorder=False)
+    return {"ari": adjusted_rand_index(lab, pred), "k": kk, "labels": pred}
 
 
 # ---------------------------------------------------------------------------- plots

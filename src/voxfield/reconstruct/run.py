@@ -27,7 +27,7 @@ from voxfield.errors import DataError
 
 from .fourier import gridding_correction, half_grid_lookup, volume_from_ft
 from .model import StructuralBasisVAE
-from .train import BatchPrep, TrainConfig, build_model
+from .train import BatchPrep, TrainConfig, build_model, enc_box
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Run:
         """Latent means ``[N, zdim]`` of all images (encoder in eval mode)."""
         if self.zdim == 0:
             raise DataError("this run is homogeneous (zdim 0): it has no latent space")
-        prep = BatchPrep(self.D, self.apix, self.device, self.cfg.mask_radius)
+        prep = BatchPrep(self.D, self.apix, self.device, self.cfg.mask_radius, enc_box(self.D, self.cfg))
         N = int(images.shape[0])
         out = np.zeros((N, self.zdim), dtype=np.float32)
         for i in range(0, N, batch):

@@ -19,6 +19,12 @@ The basis is optimised with ``torch.optim.SparseAdam`` on sparse gradients (only
 batch's slices touched; ``sparse=False`` uses dense gradients and ``Adam``), the networks with
 ``Adam``. A checkpoint (model, optimisers, RNG state, epoch) is written after every epoch and
 training resumes from it.
+
+Masks (:mod:`voxfield.reconstruct.masks`): every ``mask_every`` images the basis is projected
+onto a real-space solvent mask (``mask="auto"``: built from the average volume after
+``min(N, mask_after)`` images and rebuilt at every epoch end; ``"sphere"``, ``"none"`` or an
+MRC file) and, for the heterogeneous volumes only, onto an optional focus mask. The final
+masks are written to the run folder (``mask.mrc``, ``focus_mask.mrc``).
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from voxfield.errors import OptionError
+from voxfield.errors import DataError, OptionError
 
 from .ctf import ctf_from_table, half_grid_freqs
 from .fourier import half_sphere, image_half_plane
+from .masks import MASK_FRACTION_RANGE, BasisProjector, auto_mask, describe, mask_fraction, read_mask, resolve_mask
 from .model import StructuralBasisVAE, kl_divergence, n_parameters
 
 #: Centring multiplies an image's transform by ``exp(TRANS_SIGN · 2πi k·t / D)`` (``k`` in pixels):
@@ -66,6 +73,11 @@ class TrainConfig:
     invert: bool = True
     mask_radius: float = 0.85
     sigma_images: int = 2000
+    mask: str = "auto"
+    focus_mask: str = ""
+    mask_every: int = 640
+    mask_after: int = 10000
+    enc_box: int = 0
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,8 +85,11 @@ class TrainConfig:
 class BatchPrep:
     """Turns raw images + poses + CTF into the tensors the model needs (see module docstring)."""
 
-    def __init__(self, D: int, apix: float, device: torch.device, mask_radius: float = 0.85):
+    def __init__(self, D: int, apix: float, device: torch.device, mask_radius: float = 0.85, enc_box: int = 0):
         self.D, self.apix, self.dev = D, float(apix), device
+        self.enc_box = D if enc_box <= 0 or enc_box >= D else int(enc_box) - int(enc_box) % 2
+        e = self.enc_box
+        self.enc_rows = torch.as_tensor(np.r_[0 : e // 2, D - e // 2 : D], device=device)
         flat, kxy = image_half_plane(D)
         self.flat = torch.as_tensor(flat, device=device)
         self.kxy = torch.as_tensor(kxy, dtype=torch.float32, device=device)
@@ -87,8 +102,8 @@ class BatchPrep:
         ky = np.fft.fftfreq(D) * D
         self.kx_full = torch.as_tensor(kx, dtype=torch.float32, device=device)
         self.ky_full = torch.as_tensor(ky, dtype=torch.float32, device=device)
-        yy, xx = np.mgrid[:D, :D] - D // 2
-        rr = np.hypot(yy, xx) / (D / 2)
+        yy, xx = np.mgrid[:e, :e] - e // 2
+        rr = np.hypot(yy, xx) / (e / 2)
         edge = 0.1
         m = np.clip((mask_radius + edge - rr) / edge, 0, 1)
         m = 0.5 - 0.5 * np.cos(np.pi * m)
@@ -115,7 +130,11 @@ class BatchPrep:
         B = x.shape[0]
         Cf = self.ctf_full(c, B)  # [B, D*(D//2+1)]
         Ff = F.reshape(B, -1)
-        flip = torch.fft.irfft2((Ff * torch.sign(Cf)).reshape(F.shape), s=(self.D, self.D))
+        Fl = (Ff * torch.sign(Cf)).reshape(F.shape)
+        e = self.enc_box
+        if e < self.D:  # Fourier crop: the encoder sees the low frequencies only
+            Fl = Fl[:, self.enc_rows, : e // 2 + 1] * (e * e / (self.D * self.D))
+        flip = torch.fft.irfft2(Fl, s=(e, e))
         enc = (torch.fft.fftshift(flip, dim=(-2, -1)) * self.mask).reshape(B, -1)
         return Ff[:, self.flat], Cf[:, self.flat], enc
 
@@ -147,10 +166,29 @@ def _atomic_npy(arr: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _write_masks(out: Path, proj: BasisProjector, apix: float) -> None:
+    """``mask.mrc`` / ``focus_mask.mrc`` in the run folder (what the basis was projected onto)."""
+    from voxfield.io import mrc
+    from voxfield.io.volume import Volume
+
+    for name, m in (("mask.mrc", proj.mask), ("focus_mask.mrc", proj.focus)):
+        if m is None:
+            continue
+        vol = Volume(np.fft.fftshift(m.cpu().numpy()).astype(np.float32), "ZYX", (apix,) * 3, "Å", (0.0, 0.0, 0.0))
+        tmp = out / f".{name}.tmp.mrc"
+        mrc.write(vol, tmp)
+        os.replace(tmp, out / name)
+
+
+def enc_box(D: int, cfg: TrainConfig) -> int:
+    """Box of the encoder's (Fourier-cropped) input image: ``cfg.enc_box`` when in ``(0, D)``, else ``D``."""
+    return D if cfg.enc_box <= 0 or cfg.enc_box >= D else int(cfg.enc_box) - int(cfg.enc_box) % 2
+
+
 def build_model(D: int, cfg: TrainConfig) -> StructuralBasisVAE:
     """The model for a box ``D`` and settings ``cfg``."""
     return StructuralBasisVAE(
-        half_sphere(D), zdim=cfg.zdim, K=cfg.K, enc_in=D * D, enc_width=cfg.enc_width,
+        half_sphere(D), zdim=cfg.zdim, K=cfg.K, enc_in=enc_box(D, cfg) ** 2, enc_width=cfg.enc_width,
         enc_blocks=cfg.enc_blocks, dec_width=cfg.dec_width, seed=cfg.seed,
     )
 
@@ -191,12 +229,16 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
         raise OptionError("--zdim must be >= 0 and --basis, --epochs, --batch >= 1")
     if cfg.weighting not in ("eq4", "white"):
         raise OptionError(f"unknown weighting {cfg.weighting!r}: use eq4 or white")
+    if cfg.mask_every < 1 or cfg.mask_after < 1:
+        raise OptionError("mask_every and mask_after must be >= 1")
+    mask_kind, mask = resolve_mask(cfg.mask, D)
+    focus = read_mask(cfg.focus_mask, D) if cfg.focus_mask else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    prep = BatchPrep(D, apix, dev, cfg.mask_radius)
+    prep = BatchPrep(D, apix, dev, cfg.mask_radius, enc_box(D, cfg))
     rot_t = np.asarray(rot, dtype=np.float32)
     state: dict[str, Any] | None = None
     if resume and ckpt.exists():
@@ -233,6 +275,8 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         epoch, elapsed, noise = int(state["epoch"]), float(state["elapsed"]), float(state["noise"])
+        if mask_kind == "auto" and state.get("mask") is not None:
+            mask = np.asarray(state["mask"], dtype=np.float32)
     meta = {"config": asdict(cfg), "N": N, "D": D, "apix": float(apix), "scale": scale, "sigma": sigma.tolist(),
             "parameters": n_parameters(model), "source": source or {}, "device": str(dev)}
     tmp = out / ".config.json.tmp"
@@ -245,6 +289,29 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
     steps_per_epoch = math.ceil(N / cfg.batch)
     log = out / "log.jsonl"
     done_steps = 0
+    proj = BasisProjector(model.hs, sigma, dev)
+    proj.set_masks(mask, focus)
+    project_steps = max(1, round(cfg.mask_every / cfg.batch))
+    mask_after = min(N, cfg.mask_after)
+    seen = epoch * N
+
+    auto_pending = mask_kind == "auto" and mask is None
+
+    def build_auto_mask(z_rows: np.ndarray) -> np.ndarray | None:
+        """Auto mask from the average volume at the mean basis weights of latents ``z_rows``;
+        ``None`` (no solvent mask) when the average cannot be thresholded into a plausible mask."""
+        with torch.no_grad():
+            zt = torch.as_tensor(z_rows, device=dev) if cfg.zdim > 0 and len(z_rows) else None
+            sw = model.basis_weights(zt, max(1, len(z_rows))).mean(0)
+            avg = proj.mean_volume(model.basis.detach(), sw)
+        try:
+            m = auto_mask(avg)
+        except DataError:
+            return None
+        if not (MASK_FRACTION_RANGE[0] <= mask_fraction(m) <= MASK_FRACTION_RANGE[1]):
+            return None  # the particle fills the box, or the average is still noise
+        return m
+
     while epoch < cfg.epochs:
         t0 = time.perf_counter()
         perm = rng.permutation(N)
@@ -276,6 +343,14 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 opt.step()
             opt_b.step()
             n = len(idx)
+            seen += n
+            if auto_pending and seen >= mask_after:
+                auto_pending = False
+                done_idx = perm[: b * cfg.batch + n]
+                proj.set_masks(build_auto_mask(z_mu[done_idx]), focus)
+                proj.project(model.basis.data)
+            elif proj.active and (b + 1) % project_steps == 0:
+                proj.project(model.basis.data)
             tot["loss"] += float(loss.detach()) * n
             tot["data"] += float(data.detach()) * n
             tot["kl"] += float(kl.detach()) * n
@@ -284,9 +359,13 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 progress(epoch, cfg.epochs, b + 1, steps_per_epoch, {k: v / max(1, (b * cfg.batch + n)) for k, v in tot.items()})
             if max_steps is not None and done_steps >= max_steps:
                 break
+        if mask_kind == "auto" and not auto_pending:
+            proj.set_masks(build_auto_mask(z_mu), focus)
+        proj.project(model.basis.data)
         elapsed += time.perf_counter() - t0
         epoch += 1
-        rec = {"epoch": epoch, **{k: v / N for k, v in tot.items()}, "elapsed_s": round(elapsed, 2)}
+        rec = {"epoch": epoch, **{k: v / N for k, v in tot.items()}, "elapsed_s": round(elapsed, 2),
+               "mask": describe(mask_kind, None if proj.mask is None else np.fft.fftshift(proj.mask.cpu().numpy()))}
         with log.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         if cfg.zdim > 0:
@@ -294,7 +373,9 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
         _atomic_save({"model": model.state_dict(), "opt": None if opt is None else opt.state_dict(),
                       "opt_basis": opt_b.state_dict(), "rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state(), "epoch": epoch, "elapsed": elapsed, "noise": noise,
-                      "config": asdict(cfg), "scale": scale, "sigma": sigma, "D": D, "apix": float(apix)}, ckpt)
+                      "config": asdict(cfg), "scale": scale, "sigma": sigma, "D": D, "apix": float(apix),
+                      "mask": None if proj.mask is None else np.fft.fftshift(proj.mask.cpu().numpy())}, ckpt)
+        _write_masks(out, proj, float(apix))
         if max_steps is not None and done_steps >= max_steps:
             break
     return out

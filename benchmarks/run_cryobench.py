@@ -1,0 +1,385 @@
+"""CryoBench-style comparison: voxfield vs RECOVAR vs cryoDRGN on the same particles, poses and CTF.
+
+The datasets come from ``benchmarks/cryobench_data.py`` (a hinge motion and a compositional
+assembly built from PDB 1BD2, SNR 0.01 and 0.1, 64 px, 50,000 images each, ground-truth volume
+per state). Each tool trains on the first ``--n-images`` images of a dataset (the states are
+drawn at random per image, so this is a random subset), from its own environment, one tool
+at a time with nothing else running:
+
+* voxfield: ``voxfield reconstruct train`` (``--voxfield-args`` adds options);
+* cryoDRGN: ``cryodrgn train_vae`` with the same epochs and latent size, architecture
+  ``--cryodrgn-arch`` (``small`` = 256×3 encoder/decoder, ``default`` = its own default);
+* RECOVAR: ``recovar pipeline --mask sphere --accept-cpu`` with the same latent size (RECOVAR
+  is not trained by epochs: it estimates a mean, a covariance and a linear embedding).
+
+Reported per dataset and tool:
+
+* AU-FSC (CryoBench): for every ``N // n_eval``-th image, the volume of its latent against the
+  ground-truth volume of its state, area under ``|FSC|`` over cycles/pixel up to Nyquist
+  (:func:`voxfield.reconstruct.evaluate.au_fsc`); mean ± std; and the mean per state
+  ("per-state FSC", plotted). cryoDRGN volumes come from ``eval_vol``, RECOVAR's from
+  ``compute_state`` at the image's latent (its kernel regression), voxfield's from the decoder.
+* latent recovery: hinge → |Spearman| between the first principal component of the latents and
+  the true angle; assembly → adjusted Rand index between the true states and k-means (k = the
+  number of states) of the latents.
+* training wall time and peak resident memory of the training process (``wait4``);
+* decoding one volume: the tool's own command, process start to file written; and the marginal
+  time per volume (voxfield: ``Run.volume`` on a loaded model; cryoDRGN and RECOVAR: the time of
+  the command making many volumes minus the one-volume command, over the extra volumes).
+
+Each (dataset, tool) result is cached under ``WORK/<dataset>/<tool>/result.json``; ``--tools``
+chooses what to (re)run and the report merges every cached result. Outputs in ``--out``:
+``results.json``, ``results.md``, ``fsc.png``, ``per_state.png``, ``latents.png``.
+
+    python benchmarks/cryobench_data.py --out /tmp/cryobench
+    python benchmarks/run_cryobench.py --data /tmp/cryobench --work /tmp/cryobench-runs --n-images 5000 \\
+        --epochs 5 --cryodrgn /work/venvs/cdrgn/bin/cryodrgn --recovar /work/venvs/recovar/bin/recovar
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATASETS = ["hinge_snr0.1", "hinge_snr0.01", "assembly_snr0.1", "assembly_snr0.01"]
+TOOLS = ["voxfield", "recovar", "cryodrgn"]
+LABEL = {"voxfield": "voxfield", "recovar": "RECOVAR", "cryodrgn": "cryoDRGN"}
+
+
+def timed(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Run ``cmd``: wall seconds, peak RSS (MiB) of the child and its waited-for descendants."""
+    with open(log, "w") as fh:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(p.pid, 0)
+        secs = time.perf_counter() - t0
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({rc}); see {log}:\n{log.read_text()[-3000:]}")
+    return {"seconds": secs, "peak_mib": ru.ru_maxrss / 1024.0, "command": " ".join(cmd)}
+
+
+def subset(src: Path, dst: Path, n: int) -> dict[str, Any]:
+    """The first ``n`` images of dataset ``src`` (stack, poses, CTF, labels) in ``dst``."""
+    import mrcfile
+
+    meta = json.loads((src / "meta.json").read_text())
+    if (dst / "labels.npz").exists() and json.loads((dst / "meta.json").read_text()).get("n_images") == n:
+        return json.loads((dst / "meta.json").read_text())
+    dst.mkdir(parents=True, exist_ok=True)
+    with mrcfile.mmap(src / "particles.mrcs", permissive=True) as m:
+        n = min(n, int(m.data.shape[0]))
+        x = np.array(m.data[:n], dtype=np.float32)
+        vs = m.voxel_size
+    with mrcfile.new(dst / "particles.mrcs", overwrite=True) as o:
+        o.set_data(x)
+        o.voxel_size = vs
+    with open(src / "poses.pkl", "rb") as fh:
+        rot, tr = pickle.load(fh)
+    with open(dst / "poses.pkl", "wb") as fh:
+        pickle.dump((np.asarray(rot)[:n], np.asarray(tr)[:n]), fh)
+    with open(src / "ctf.pkl", "rb") as fh:
+        ctf = pickle.load(fh)
+    with open(dst / "ctf.pkl", "wb") as fh:
+        pickle.dump(np.asarray(ctf)[:n], fh)
+    lab = np.load(src / "labels.npz")
+    np.savez(dst / "labels.npz", **{k: (lab[k][:n] if lab[k].shape[0] == meta["n_images"] else lab[k]) for k in lab})
+    meta = dict(meta, n_images=n, subset_of=str(src))
+    (dst / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def latent_metric(kind: str, z: np.ndarray, lab: Any) -> dict[str, Any]:
+    from voxfield.reconstruct.evaluate import latent_ari, latent_spearman
+
+    if kind == "hinge":
+        s = latent_spearman(z, lab["t"])
+        return {"name": "|Spearman| PC1 vs angle", "value": s["pc1"], "best_dim": s["best"]}
+    a = latent_ari(z, lab["state"], seed=0)
+    return {"name": "ARI of k-means", "value": a["ari"], "k": a["k"]}
+
+
+def fsc_summary(r: dict[str, Any]) -> dict[str, Any]:
+    return {"au_fsc_mean": r["au_fsc_mean"], "au_fsc_std": r["au_fsc_std"], "au_fsc_median": r["au_fsc_median"],
+            "au_fsc_per_state": {str(k): v for k, v in r["au_fsc_per_class"].items()},
+            "freq_per_px": r["freq_per_px"].tolist(), "fsc_mean": r["fsc_mean"].tolist()}
+
+
+# ---------------------------------------------------------------------------- tools
+def run_voxfield(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray, gt: list[Path],
+                 state: np.ndarray, apix: float) -> dict[str, Any]:
+    from voxfield.reconstruct.evaluate import per_image_fsc
+    from voxfield.reconstruct.run import load_run
+
+    run = out / "run"
+    cmd = [sys.executable, "-m", "voxfield", "reconstruct", "train", str(data / "particles.mrcs"), "--poses",
+           str(data / "poses.pkl"), "--ctf", str(data / "ctf.pkl"), "-o", str(run), "--zdim", str(args.zdim),
+           "--epochs", str(args.epochs), "--no-resume", "--device", "cpu", *args.voxfield_args.split()]
+    res: dict[str, Any] = {"train": timed(cmd, out / "train.log")}
+    res["decode_one"] = timed([sys.executable, "-m", "voxfield", "reconstruct", "volume", str(run), "--particle",
+                               "0", "-o", str(out / "one.mrc"), "--device", "cpu"], out / "decode.log")
+    model = load_run(run)
+    z = np.load(run / "z.npy")
+    np.save(out / "z.npy", z)
+    model.volume(z[0])  # warm-up
+    t0 = time.perf_counter()
+    for i in idx[:50]:
+        model.volume(z[i])
+    res["decode_per_volume_s"] = (time.perf_counter() - t0) / len(idx[:50])
+    res["fsc"] = fsc_summary(per_image_fsc(lambda i: model.volume(z[i]), idx, gt, state, apix))
+    return res
+
+
+def cryodrgn_arch(name: str) -> list[str]:
+    if name == "small":
+        return ["--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-layers", "3"]
+    return []
+
+
+def run_cryodrgn(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray, gt: list[Path],
+                 state: np.ndarray, apix: float) -> dict[str, Any]:
+    from voxfield.reconstruct.evaluate import per_image_fsc_from_files
+
+    run = out / "run"
+    cmd = [args.cryodrgn, "train_vae", str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"), "--ctf",
+           str(data / "ctf.pkl"), "--zdim", str(args.zdim), "-n", str(args.epochs), "-o", str(run),
+           "--no-analysis", *cryodrgn_arch(args.cryodrgn_arch)]
+    res: dict[str, Any] = {"train": timed(cmd, out / "train.log"), "arch": args.cryodrgn_arch}
+    weights, cfg = run / f"weights.{args.epochs}.pkl", run / "config.yaml"
+    if not weights.exists():
+        weights = run / "weights.pkl"
+    zp = run / f"z.{args.epochs}.pkl"
+    with open(zp if zp.exists() else run / "z.pkl", "rb") as fh:
+        z = np.asarray(pickle.load(fh))
+    np.save(out / "z.npy", z)
+    np.savetxt(out / "z_one.txt", z[:1])
+    res["decode_one"] = timed([args.cryodrgn, "eval_vol", str(weights), "-c", str(cfg), "--zfile",
+                               str(out / "z_one.txt"), "-o", str(out / "one")], out / "decode.log")
+    np.savetxt(out / "z_eval.txt", z[idx])
+    shutil.rmtree(out / "eval", ignore_errors=True)
+    many = timed([args.cryodrgn, "eval_vol", str(weights), "-c", str(cfg), "--zfile", str(out / "z_eval.txt"),
+                  "-o", str(out / "eval")], out / "eval.log")
+    res["decode_per_volume_s"] = (many["seconds"] - res["decode_one"]["seconds"]) / max(1, len(idx) - 1)
+    paths = sorted((out / "eval").glob("*.mrc"))
+    res["fsc"] = fsc_summary(per_image_fsc_from_files(paths, gt, state[idx], apix))
+    return res
+
+
+def run_recovar(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray, gt: list[Path],
+                state: np.ndarray, apix: float) -> dict[str, Any]:
+    from voxfield.reconstruct.evaluate import per_image_fsc_from_files
+
+    run = out / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    cmd = [args.recovar, "pipeline", str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"), "--ctf",
+           str(data / "ctf.pkl"), "--mask", "sphere", "--zdim", str(args.zdim), "--accept-cpu", "-o", str(run)]
+    res: dict[str, Any] = {"train": timed(cmd, out / "train.log")}
+    z = np.load(run / "model" / f"zdim_{args.zdim}" / "latent_coords.npy")
+    np.save(out / "z.npy", z)
+    np.savetxt(out / "z_one.txt", z[:1])
+    shutil.rmtree(out / "one", ignore_errors=True)
+    res["decode_one"] = timed([args.recovar, "compute_state", str(run), "--latent-points", str(out / "z_one.txt"),
+                               "-o", str(out / "one")], out / "decode.log")
+    ev = idx[:: max(1, len(idx) // args.recovar_eval)][: args.recovar_eval]
+    np.savetxt(out / "z_eval.txt", z[ev])
+    shutil.rmtree(out / "eval", ignore_errors=True)
+    res["eval"] = timed([args.recovar, "compute_state", str(run), "--latent-points", str(out / "z_eval.txt"), "-o",
+                         str(out / "eval")], out / "eval.log")
+    res["decode_per_volume_s"] = (res["eval"]["seconds"] - res["decode_one"]["seconds"]) / max(1, len(ev) - 1)
+    paths = [out / "eval" / f"state{k:03d}.mrc" for k in range(len(ev))]
+    res["n_eval"] = int(len(ev))
+    res["fsc"] = fsc_summary(per_image_fsc_from_files(paths, gt, state[ev], apix))
+    return res
+
+
+RUNNERS = {"voxfield": run_voxfield, "cryodrgn": run_cryodrgn, "recovar": run_recovar}
+
+
+# ---------------------------------------------------------------------------- report
+def markdown(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    lines = [
+        "# CryoBench-style comparison: voxfield, RECOVAR, cryoDRGN", "",
+        f"Datasets from `benchmarks/cryobench_data.py` (PDB 1BD2; 64 px, 2.5 Å/px, CTF on); each tool sees the "
+        f"first {s['n_images']:,} images. voxfield and cryoDRGN: {s['epochs']} epochs, zdim {s['zdim']}; cryoDRGN "
+        f"architecture: {s['cryodrgn_arch']}; RECOVAR: `pipeline`, zdim {s['zdim']} (no epochs). AU-FSC: CryoBench "
+        f"per-image definition (|FSC| area over cycles/px to Nyquist, 0.5 = perfect), mean ± std over every "
+        f"N/{s['n_eval']}-th image (RECOVAR: {s['recovar_eval']} of them, its `compute_state` is a reconstruction "
+        f"per volume). Latent recovery: hinge |Spearman| of PC1 vs true angle; assembly ARI of k-means (k = 8). "
+        f"Times are wall seconds on {r['machine']['cores']} CPU cores (no GPU), one tool at a time; memory is the "
+        f"peak RSS of the training process.", "",
+        "| dataset | tool | AU-FSC | latent recovery | train (s) | train peak (MiB) | decode command (s) | "
+        "decode per volume (s) |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for ds, tools in r["results"].items():
+        for t in TOOLS:
+            if t not in tools:
+                continue
+            m = tools[t]
+            lines.append(f"| {ds} | {LABEL[t]} | {m['fsc']['au_fsc_mean']:.4f} ± {m['fsc']['au_fsc_std']:.4f} | "
+                         f"{m['latent']['value']:.3f} | {m['train']['seconds']:.0f} | {m['train']['peak_mib']:.0f} | "
+                         f"{m['decode_one']['seconds']:.2f} | {m['decode_per_volume_s']:.4f} |")
+    lines += ["", "## Bars (voxfield against each anchor, per dataset)", "",
+              "| dataset | AU-FSC ≥ both | latent ≥ both | train ≤ cryoDRGN/3 and ≤ RECOVAR | decode per volume ≤ "
+              "cryoDRGN/50 |",
+              "|---|---|---|---|---|"]
+    for ds, tools in r["results"].items():
+        if not all(t in tools for t in TOOLS):
+            continue
+        v, c, e = tools["voxfield"], tools["cryodrgn"], tools["recovar"]
+
+        def yn(ok: bool) -> str:
+            return "yes" if ok else "**no**"
+
+        au = v["fsc"]["au_fsc_mean"] >= max(c["fsc"]["au_fsc_mean"], e["fsc"]["au_fsc_mean"])
+        la = v["latent"]["value"] >= max(c["latent"]["value"], e["latent"]["value"])
+        tr = (v["train"]["seconds"] <= c["train"]["seconds"] / 3) and (v["train"]["seconds"] <= e["train"]["seconds"])
+        dc = v["decode_per_volume_s"] <= c["decode_per_volume_s"] / 50
+        lines.append(f"| {ds} | {yn(au)} | {yn(la)} | {yn(tr)} ({v['train']['seconds'] / c['train']['seconds']:.3f} "
+                     f"of cryoDRGN, {v['train']['seconds'] / e['train']['seconds']:.3f} of RECOVAR) | {yn(dc)} "
+                     f"({v['decode_per_volume_s'] / c['decode_per_volume_s']:.4f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(r: dict[str, Any], out: Path, work: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from voxfield.reconstruct.analysis import latent_pca
+
+    dss = list(r["results"])
+    colours = {"voxfield": "C0", "recovar": "C1", "cryodrgn": "C2"}
+    fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
+    for ax, ds in zip(axes[0], dss):
+        for t, m in r["results"][ds].items():
+            ax.plot(m["fsc"]["freq_per_px"], m["fsc"]["fsc_mean"], color=colours[t],
+                    label=f"{LABEL[t]} ({m['fsc']['au_fsc_mean']:.3f})")
+        ax.axhline(0.5, color="0.7", lw=0.8)
+        ax.set_title(ds)
+        ax.set_xlabel("cycles / pixel")
+        ax.set_ylabel("mean per-image FSC")
+        ax.set_ylim(-0.1, 1.02)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fsc.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
+    for ax, ds in zip(axes[0], dss):
+        for t, m in r["results"][ds].items():
+            ps = {int(k): v for k, v in m["fsc"]["au_fsc_per_state"].items()}
+            ks = sorted(ps)
+            ax.plot(ks, [ps[k] for k in ks], "o-", ms=3, color=colours[t], label=LABEL[t])
+        ax.set_title(ds)
+        ax.set_xlabel("ground-truth state")
+        ax.set_ylabel("AU-FSC (mean over its images)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "per_state.png", dpi=110)
+    plt.close(fig)
+
+    rows = [(ds, t) for ds in dss for t in TOOLS if t in r["results"][ds]]
+    ntools = max(1, len(TOOLS))
+    fig, axes = plt.subplots(len(dss), ntools, figsize=(3.6 * ntools, 3.2 * len(dss)), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ds, t in rows:
+        i, j = dss.index(ds), TOOLS.index(t)
+        z = np.load(work / ds / t / "z.npy")
+        lab = np.load(work / ds / "data" / "labels.npz")
+        c = lab["t"] if ds.startswith("hinge") else lab["state"]
+        pc = latent_pca(z, 2).projections
+        ax = axes[i, j]
+        ax.set_axis_on()
+        ax.scatter(pc[:, 0], pc[:, 1], c=c, s=1, cmap="viridis" if ds.startswith("hinge") else "tab10",
+                   rasterized=True)
+        ax.set_title(f"{ds}: {LABEL[t]} ({r['results'][ds][t]['latent']['value']:.2f})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out / "latents.png", dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/cryobench"), help="Output of cryobench_data.py.")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/cryobench-runs"))
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "cryobench")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--tools", default=",".join(TOOLS), help="Tools to (re)run; cached results of others are kept.")
+    ap.add_argument("--n-images", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--zdim", type=int, default=8)
+    ap.add_argument("--n-eval", type=int, default=100)
+    ap.add_argument("--recovar-eval", type=int, default=25, help="Images whose RECOVAR volume is computed.")
+    ap.add_argument("--voxfield-args", default="")
+    ap.add_argument("--cryodrgn", default=None, help="cryodrgn executable in its own environment.")
+    ap.add_argument("--cryodrgn-arch", default="small", choices=["small", "default"])
+    ap.add_argument("--recovar", default=None, help="recovar executable in its own environment.")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+
+    from voxfield.reconstruct.evaluate import select_images
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    tools = [t for t in args.tools.split(",") if t] if not args.report_only else []
+    for t in tools:
+        if t not in RUNNERS:
+            sys.exit(f"unknown tool {t}")
+        if t != "voxfield" and getattr(args, t) is None:
+            sys.exit(f"--{t} (path to its executable) is needed to run {t}")
+    results: dict[str, Any] = {}
+    for ds in [d for d in args.datasets.split(",") if d]:
+        data = args.work / ds / "data"
+        meta = subset(args.data / ds, data, args.n_images) if not args.report_only else json.loads(
+            (data / "meta.json").read_text())
+        lab = np.load(data / "labels.npz")
+        state = lab["state"]
+        gt = [args.data / ds / "gt" / f"state_{s:03d}.mrc" for s in range(int(meta["n_states"]))]
+        idx = select_images(len(state), args.n_eval)
+        kind = "hinge" if ds.startswith("hinge") else "assembly"
+        for t in tools:
+            out = args.work / ds / t
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"== {ds}: {t}", flush=True)
+            res = RUNNERS[t](data, out, args, idx, gt, state, float(meta["apix"]))
+            res["latent"] = latent_metric(kind, np.load(out / "z.npy"), lab)
+            res["settings"] = {"n_images": args.n_images, "epochs": args.epochs, "zdim": args.zdim}
+            (out / "result.json").write_text(json.dumps(res, indent=1, default=float))
+            print(f"   AU-FSC {res['fsc']['au_fsc_mean']:.4f}, latent {res['latent']['value']:.3f}, "
+                  f"train {res['train']['seconds']:.0f} s", flush=True)
+        results[ds] = {}
+        for t in TOOLS:
+            f = args.work / ds / t / "result.json"
+            if f.exists():
+                results[ds][t] = json.loads(f.read_text())
+    report = {"settings": {"n_images": args.n_images, "epochs": args.epochs, "zdim": args.zdim,
+                           "n_eval": args.n_eval, "recovar_eval": args.recovar_eval,
+                           "cryodrgn_arch": args.cryodrgn_arch, "voxfield_args": args.voxfield_args},
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version()},
+              "results": results}
+    (args.out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    (args.out / "results.md").write_text(markdown(report))
+    plots(report, args.out, args.work)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
