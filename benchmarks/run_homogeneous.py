@@ -46,7 +46,8 @@ def main() -> None:
     run_dir = d / "run_hom"
     subprocess.run([sys.executable, "-m", "voxfield", "reconstruct", "train", str(d / "particles.mrcs"), "--poses",
                     str(d / "poses.pkl"), "--ctf", str(d / "ctf.pkl"), "-o", str(run_dir), "--zdim", "0", "--epochs",
-                    str(args.epochs), "--no-resume"], check=True)
+                    str(args.epochs), "--no-resume", "--mask", "none"],  # pinned: the committed results predate masks
+                   check=True)
     run = load_run(run_dir)
     apix = run.apix
     gt = mrcfile.read(d / "gt" / "state_000.mrc").astype(np.float64)
