@@ -145,6 +145,25 @@ def slice_coords(kxy: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     return torch.einsum("pi,bij->bpj", k3, rot)
 
 
+def _gather_columns(W: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
+                    sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A [B, P, 2, K1]``: every basis column interpolated at the slice points, and the factors ``[B, P, 2, 8]``."""
+    R, _, K1 = W.shape
+    B, P, n_nb = rows.shape
+    Wz = torch.cat([W.reshape(R, 2 * K1), W.new_zeros(1, 2 * K1)], 0)
+    acc = W.new_zeros(B, P, 2, K1)
+    fac = torch.stack([weights, weights * sign], dim=-2)  # [B, P, 2, 8]
+    for n in range(n_nb):
+        acc.addcmul_(Wz[rows[..., n]].view(B, P, 2, K1), fac[..., n, None])
+    return acc, fac
+
+
+def slice_basis_columns(W: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Central slices of every basis column separately, ``[B, P, 2, K1]`` (real/imaginary), from the
+    neighbour tables of :meth:`SliceTables.neighbours` (no gradient bookkeeping)."""
+    return _gather_columns(W, rows, weights, sign)[0]
+
+
 class SliceBasis(torch.autograd.Function):
     """Central slices of ``Σ_k s_k W_k`` interpolated from the basis without forming volumes.
 
@@ -163,11 +182,7 @@ class SliceBasis(torch.autograd.Function):
     def forward(ctx, s, W, rows, weights, sign, sparse: bool = False):  # type: ignore[override]
         R, _, K1 = W.shape
         B, P, n_nb = rows.shape
-        Wz = torch.cat([W.reshape(R, 2 * K1), W.new_zeros(1, 2 * K1)], 0)
-        acc = W.new_zeros(B, P, 2, K1)
-        fac = torch.stack([weights, weights * sign], dim=-2)  # [B, P, 2, 8]
-        for n in range(n_nb):
-            acc.addcmul_(Wz[rows[..., n]].view(B, P, 2, K1), fac[..., n, None])
+        acc, fac = _gather_columns(W, rows, weights, sign)
         out = torch.bmm(acc.view(B, P * 2, K1), s.unsqueeze(2)).view(B, P, 2)
         ctx.save_for_backward(s, acc, rows, fac)
         ctx.sparse = sparse

@@ -63,6 +63,17 @@ class Run:
     def volume(self, z: np.ndarray | None = None) -> np.ndarray:
         """Real-space volume ``[D, D, D]`` (float32, data units) for one latent ``z`` (or the homogeneous map)."""
         s = self.model.basis_weights(None if z is None else torch.as_tensor(np.asarray(z, np.float32), device=self.device)[None], 1)[0]
+        return self._synth(s)
+
+    @torch.no_grad()
+    def volume_from_weights(self, s: np.ndarray) -> np.ndarray:
+        """Volume for basis weights ``s [K]`` directly (e.g. :func:`voxfield.reconstruct.posterior.posterior_weights`)."""
+        w = np.asarray(s, dtype=np.float32).reshape(-1)
+        if w.size != self.model.K:
+            raise DataError(f"expected {self.model.K} basis weights, got {w.size}")
+        return self._synth(torch.cat([torch.as_tensor(w, device=self.device), torch.ones(1, device=self.device)]))
+
+    def _synth(self, s: torch.Tensor) -> np.ndarray:
         vals = self._cbasis @ s.to(self._cbasis.dtype)  # [R]
         v = vals[self._row]
         v = torch.where(self._conj, v.conj(), v) * self._gain
