@@ -193,6 +193,11 @@ def run_recovar(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray
         done.write_text(json.dumps(res["train"]))
     z = np.load(run / "model" / f"zdim_{args.zdim}" / "latent_coords.npy")
     np.save(out / "z.npy", z)
+    if args.recovar_eval == 0:  # latents only: no compute_state volumes (each is a kernel regression over the data)
+        res["fsc"] = None
+        res["decode_one"] = {"seconds": None, "note": args.recovar_decode_note}
+        res["decode_per_volume_s"] = None
+        return res
     np.savetxt(out / "z_one.txt", z[:1])
     shutil.rmtree(out / "one", ignore_errors=True)
     res["decode_one"] = timed([args.recovar, "compute_state", str(run), "--latent-points", str(out / "z_one.txt"),
@@ -224,8 +229,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"first {s['n_images']:,} images. voxfield and cryoDRGN: {s['epochs']} epochs, zdim {s['zdim']}; cryoDRGN "
         f"architecture: {s['cryodrgn_arch']}; RECOVAR: `pipeline`, zdim {s['zdim']} (no epochs). AU-FSC: CryoBench "
         f"per-image definition (|FSC| area over cycles/px to Nyquist, 0.5 = perfect), mean ± std over every "
-        f"N/{s['n_eval']}-th image (RECOVAR: {s['recovar_eval']} of them, its `compute_state` is a reconstruction "
-        f"per volume). Latent recovery: hinge |Spearman| of PC1 vs true angle; assembly ARI of k-means (k = 8). "
+        f"N/{s['n_eval']}-th image (RECOVAR: fewer, listed below; its `compute_state` is a reconstruction per "
+        f"volume). Latent recovery: hinge |Spearman| of PC1 vs true angle; assembly ARI of k-means (k = 8). "
         f"Times are wall seconds on {r['machine']['cores']} CPU cores (no GPU), one tool at a time; memory is the "
         f"peak RSS of the training process.", "",
         "| dataset | tool | AU-FSC | latent recovery | train (s) | train peak (MiB) | decode command (s) | "
@@ -237,9 +242,22 @@ def markdown(r: dict[str, Any]) -> str:
             if t not in tools:
                 continue
             m = tools[t]
-            lines.append(f"| {ds} | {LABEL[t]} | {m['fsc']['au_fsc_mean']:.4f} ± {m['fsc']['au_fsc_std']:.4f} | "
-                         f"{m['latent']['value']:.3f} | {m['train']['seconds']:.0f} | {m['train']['peak_mib']:.0f} | "
-                         f"{m['decode_one']['seconds']:.2f} | {m['decode_per_volume_s']:.4f} |")
+            au = "not measured" if m["fsc"] is None else f"{m['fsc']['au_fsc_mean']:.4f} ± {m['fsc']['au_fsc_std']:.4f}"
+            dc = "not measured" if m["decode_one"]["seconds"] is None else f"{m['decode_one']['seconds']:.2f}"
+            pv = "—" if m["decode_per_volume_s"] is None else f"{m['decode_per_volume_s']:.4f}"
+            lines.append(f"| {ds} | {LABEL[t]} | {au} | {m['latent']['value']:.3f} | {m['train']['seconds']:.0f} | "
+                         f"{'≥ ' if m['train'].get('note') else ''}{m['train']['peak_mib']:.0f} | {dc} | {pv} |")
+    notes = []
+    for ds, tools in r["results"].items():
+        for t, m in tools.items():
+            if "n_eval" in m:
+                notes.append(f"- {ds}, {LABEL[t]}: AU-FSC over {m['n_eval']} images (one `compute_state` volume each).")
+            if m["train"].get("note"):
+                notes.append(f"- {ds}, {LABEL[t]}: {m['train']['note']}.")
+            if m["decode_one"].get("note"):
+                notes.append(f"- {ds}, {LABEL[t]}, decoding: {m['decode_one']['note']}.")
+    if notes:
+        lines += ["", *notes]
     lines += ["", "## Bars (voxfield against each anchor that ran on the dataset)", "",
               "| dataset | anchors | AU-FSC ≥ all | latent ≥ all | train ≤ cryoDRGN/3 and ≤ RECOVAR | decode per volume ≤ "
               "cryoDRGN/50 |",
@@ -255,7 +273,8 @@ def markdown(r: dict[str, Any]) -> str:
         others = [t for t in ("recovar", "cryodrgn") if t in tools]
         if not others:
             continue
-        au = all(v["fsc"]["au_fsc_mean"] >= tools[t]["fsc"]["au_fsc_mean"] for t in others)
+        au = all(v["fsc"]["au_fsc_mean"] >= tools[t]["fsc"]["au_fsc_mean"] for t in others if tools[t]["fsc"])
+        au_missing = [LABEL[t] for t in others if not tools[t]["fsc"]]
         la = all(v["latent"]["value"] >= tools[t]["latent"]["value"] for t in others)
         tr_ok, tr_txt = True, []
         if "cryodrgn" in tools:
@@ -270,7 +289,8 @@ def markdown(r: dict[str, Any]) -> str:
         if "cryodrgn" in tools:
             q = v["decode_per_volume_s"] / tools["cryodrgn"]["decode_per_volume_s"]
             dc = f"{yn(q <= 1 / 50)} ({q:.4f})"
-        lines.append(f"| {ds} | {', '.join(LABEL[t] for t in others)} | {yn(au)} | {yn(la)} | {yn(tr_ok)} "
+        au_txt = yn(au) + (f" (not measured for {', '.join(au_missing)})" if au_missing else "")
+        lines.append(f"| {ds} | {', '.join(LABEL[t] for t in others)} | {au_txt} | {yn(la)} | {yn(tr_ok)} "
                      f"({', '.join(tr_txt)}) | {dc} |")
     return "\n".join(lines) + "\n"
 
@@ -288,6 +308,8 @@ def plots(r: dict[str, Any], out: Path, work: Path) -> None:
     fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], dss):
         for t, m in r["results"][ds].items():
+            if m["fsc"] is None:
+                continue
             ax.plot(m["fsc"]["freq_per_px"], m["fsc"]["fsc_mean"], color=colours[t],
                     label=f"{LABEL[t]} ({m['fsc']['au_fsc_mean']:.3f})")
         ax.axhline(0.5, color="0.7", lw=0.8)
@@ -303,6 +325,8 @@ def plots(r: dict[str, Any], out: Path, work: Path) -> None:
     fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], dss):
         for t, m in r["results"][ds].items():
+            if m["fsc"] is None:
+                continue
             ps = {int(k): v for k, v in m["fsc"]["au_fsc_per_state"].items()}
             ks = sorted(ps)
             ax.plot(ks, [ps[k] for k in ks], "o-", ms=3, color=colours[t], label=LABEL[t])
@@ -348,7 +372,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--zdim", type=int, default=8)
     ap.add_argument("--n-eval", type=int, default=100)
-    ap.add_argument("--recovar-eval", type=int, default=25, help="Images whose RECOVAR volume is computed.")
+    ap.add_argument("--recovar-eval", type=int, default=25,
+                    help="Images whose RECOVAR volume is computed (0: latents only, no AU-FSC).")
+    ap.add_argument("--recovar-decode-note", default="", help="With --recovar-eval 0: what is known of its decoding.")
     ap.add_argument("--voxfield-args", default="")
     ap.add_argument("--cryodrgn", default=None, help="cryodrgn executable in its own environment.")
     ap.add_argument("--cryodrgn-arch", default="small", choices=["small", "default"])
@@ -385,7 +411,8 @@ def main() -> None:
             res["latent"] = latent_metric(kind, np.load(out / "z.npy"), lab)
             res["settings"] = {"n_images": args.n_images, "epochs": args.epochs, "zdim": args.zdim}
             (out / "result.json").write_text(json.dumps(res, indent=1, default=float))
-            print(f"   AU-FSC {res['fsc']['au_fsc_mean']:.4f}, latent {res['latent']['value']:.3f}, "
+            au = float("nan") if res["fsc"] is None else res["fsc"]["au_fsc_mean"]
+            print(f"   AU-FSC {au:.4f}, latent {res['latent']['value']:.3f}, "
                   f"train {res['train']['seconds']:.0f} s", flush=True)
         results[ds] = {}
         for t in TOOLS:
