@@ -14,8 +14,6 @@ With ``zdim = 0`` the model is a single (homogeneous) volume, ``V_0``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -137,7 +135,3 @@ def n_parameters(model: nn.Module) -> int:
     """Number of scalar parameters."""
     return int(sum(p.numel() for p in model.parameters()))
 
-
-def default_enc_box(D: int) -> int:
-    """Encoder input box: the image itself up to 96 px, Fourier-cropped beyond."""
-    return D if D <= 96 else 96 if (D % 2 == 0) else 2 * math.floor(96 / 2)
