@@ -93,9 +93,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--zdim", type=int, default=8)
     ap.add_argument("--n-eval", type=int, default=100, help="Images for the per-image FSC.")
-    ap.add_argument("--voxfield-args", default="--mask none",
-                    help="Extra arguments for `voxfield reconstruct train` (default pins --mask none: the committed "
-                         "results predate the solvent mask; run_cryobench.py measures the current default).")
+    ap.add_argument("--voxfield-args", default="--mask none --basis-fit encoder",
+                    help="Extra arguments for `voxfield reconstruct train` (default pins --mask none --basis-fit "
+                         "encoder: the committed results predate the solvent mask and the posterior basis fit; "
+                         "run_cryobench.py measures the current defaults).")
     ap.add_argument("--cryodrgn", default=None, help="cryodrgn executable (its own environment); omit to skip.")
     ap.add_argument("--cryodrgn-arch", default="small", choices=["default", "small"])
     ap.add_argument("--cryodrgn-batch", type=int, default=None, help="cryoDRGN -b (default: its own default).")

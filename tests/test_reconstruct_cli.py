@@ -55,7 +55,10 @@ def test_train_writes_run_and_latents(run: Path) -> None:
     assert [r["epoch"] for r in log] == [1, 2]
     z = np.load(run / "z.npy")
     assert z.shape == (160, 2) and np.isfinite(z).all()
+    w = np.load(run / "weights.npy")
+    assert w.shape == (160, 3) and np.isfinite(w).all() and w.std(0).min() > 0
     cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["basis_fit"] == "posterior"  # the default
     assert cfg["config"]["zdim"] == 2 and cfg["D"] == 32 and cfg["apix"] == pytest.approx(3.0)
 
 
@@ -94,7 +97,16 @@ def test_analyze_writes_plots_volumes_and_star(run: Path, tmp_path: Path) -> Non
     assert (out / "z_pca.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((out / "kmeans3").glob("vol_*.mrc"))) == 3
     star = (out / "particles_latent.star").read_text()
-    assert "rlnVoxfieldLatent1" in star and "rlnVoxfieldLatent2" in star and "data_optics" in star
+    # the default latent is the closed-form basis weights (K = 3 columns)
+    assert "rlnVoxfieldWeight1" in star and "rlnVoxfieldWeight3" in star and "data_optics" in star
+    assert "analysis of weights" in proc.stdout
+    out_z = tmp_path / "an_z"
+    proc = run_cli("reconstruct", "analyze", run, "-o", out_z, "--k", "2", "--pcs", "1", "--steps", "2", "--no-umap",
+                   "--latent", "z")
+    assert proc.returncode == 0, proc.stderr
+    star = (out_z / "particles_latent.star").read_text()
+    assert "rlnVoxfieldLatent1" in star and "rlnVoxfieldLatent2" in star and "rlnVoxfieldWeight1" not in star
+    assert_error(run_cli("reconstruct", "analyze", run, "--latent", "pca"), "--latent")
 
 
 @needs_adk
@@ -106,6 +118,10 @@ def test_eval_reports_au_fsc_and_spearman(run: Path, sim: Path, tmp_path: Path) 
     assert 0.0 < rec["au_fsc_mean"] <= 0.5
     assert rec["n_images"] == 8
     assert 0.0 <= rec["spearman"]["pc1"] <= 1.0
+    assert rec["latent"] == "weights"
+    proc = run_cli("reconstruct", "eval", run, "--truth", sim, "--n", "8", "--json", "--latent", "z")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["latent"] == "z"
     assert png.stat().st_size > 1000
 
 

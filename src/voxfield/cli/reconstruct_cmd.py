@@ -82,6 +82,9 @@ def train(
     focus_mask: Annotated[Path | None, typer.Option(help="Focus mask (MRC): heterogeneity is learnt inside it "
                                                          "only; the rest of the particle stays a single volume.")]
     = None,
+    basis_fit: Annotated[str, typer.Option(help="How the basis volumes are fitted: encoder (through the "
+                                                "encoder's latent, the paper's VAE) or posterior (through "
+                                                "each image's closed-form weights: stochastic EM, default).")] = "posterior",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -98,7 +101,7 @@ def train(
                           resume=resume, progress=prog, on_note=lambda text: console.err.print(text),
                           zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
                           weighting=weighting, sparse=sparse, invert=invert, seed=seed, mask=mask,
-                          focus_mask="" if focus_mask is None else str(focus_mask))
+                          focus_mask="" if focus_mask is None else str(focus_mask), basis_fit=basis_fit)
     msg = f"run: {output} ({run.epoch} epochs, {time.perf_counter() - t0:.1f} s)"
     if zdim > 0:
         msg += f"; latents: {output / 'z.npy'} {np.load(output / 'z.npy').shape}"
@@ -120,6 +123,26 @@ def _run_z(run_dir: Path) -> np.ndarray:
     if not p.exists():
         raise DataError(f"{run_dir}: no z.npy (train writes it when it finishes)")
     return np.load(p)
+
+
+_LATENT_HELP = ("Latent used: weights (each particle's closed-form basis weights, RUN/weights.npy; the default "
+                "when present) or z (the encoder's latents, RUN/z.npy).")
+
+
+def _run_latent(run: Any, run_dir: Path, latent: str) -> tuple[np.ndarray, Any, str]:
+    """``(latents [N, d], decode(latent) -> volume, "weights" | "z")`` for ``--latent``."""
+    if latent not in ("auto", "weights", "z"):
+        raise OptionError(f"--latent must be auto, weights or z, got {latent!r}")
+    if latent == "auto":
+        latent = "weights" if (run_dir / "weights.npy").exists() else "z"
+    if latent == "z":
+        return _run_z(run_dir), run.volume, "z"
+    if not (run_dir / "weights.npy").exists():
+        raise DataError(f"{run_dir}: no weights.npy (`reconstruct train` writes it when it finishes)")
+    w = np.load(run_dir / "weights.npy")
+    if w.ndim != 2 or w.shape[1] != run.model.K:
+        raise DataError(f"{run_dir}/weights.npy: expected [N, {run.model.K}], got {list(w.shape)}")
+    return w, run.volume_from_weights, "weights"
 
 
 def _write_map(path: Path, vol: np.ndarray, apix: float) -> None:
@@ -192,6 +215,7 @@ def analyze(
     steps: Annotated[int, typer.Option(help="Volumes per traversal.")] = 10,
     umap: Annotated[bool, typer.Option("--umap/--no-umap", help="UMAP embedding (needs umap-learn; falls back "
                                                                 "to PCA with a warning).")] = True,
+    latent: Annotated[str, typer.Option(help=_LATENT_HELP)] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -202,20 +226,22 @@ def analyze(
     run = load_run(run_dir, _device(device))
     if run.zdim == 0:
         raise OptionError("this run is homogeneous (zdim 0): there is no latent space to analyse")
-    zz = _run_z(run_dir)
+    zz, decode, latent = _run_latent(run, run_dir, latent)
+    name = "Weight" if latent == "weights" else "Latent"
     out = output or run_dir / "analyze"
-    summary = run_analysis(zz, out, k=k, seed=seed, pcs=min(pcs, run.zdim), steps=steps,
-                           decode_volume=run.volume, apix=run.apix, umap=umap,
+    summary = run_analysis(zz, out, k=k, seed=seed, pcs=min(pcs, zz.shape[1]), steps=steps,
+                           decode_volume=decode, apix=run.apix, umap=umap,
                            progress=lambda s: console.err.print(s))
     src = json.loads((run_dir / "config.json").read_text()).get("source", {})
     star = src.get("particles")
     if star and star.endswith(".star") and Path(star).exists():
         from voxfield.reconstruct.particles import add_star_columns
 
-        cols = {f"rlnVoxfieldLatent{j + 1}": zz[:, j] for j in range(zz.shape[1])}
+        cols = {f"rlnVoxfield{name}{j + 1}": zz[:, j] for j in range(zz.shape[1])}
         add_star_columns(star, out / "particles_latent.star", cols)
         summary["star"] = str(out / "particles_latent.star")
-    console.out.print(f"analysis: {out} (k-means {min(k, len(zz))} volumes, {min(pcs, run.zdim)} traversals)")
+    console.out.print(f"analysis of {latent}: {out} (k-means {min(k, len(zz))} volumes, "
+                      f"{min(pcs, zz.shape[1])} traversals)")
 
 
 def _explicit_states(model: tuple, hinge: str | None, angles: str, n_states: int, subunits: str | None,
@@ -319,6 +345,7 @@ def evaluate_cmd(
     n: Annotated[int, typer.Option(help="Images evaluated (every N/n-th, as CryoBench).")] = 100,
     plot: Annotated[Path | None, typer.Option(help="Write the mean FSC curve (PNG).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    latent: Annotated[str, typer.Option(help=_LATENT_HELP)] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Per-image FSC to ground truth (AU-FSC, CryoBench) and |Spearman| of the latents with the true path coordinate."""
@@ -341,10 +368,10 @@ def evaluate_cmd(
     idx = select_images(len(state), min(n, len(state)))
     rec: dict[str, Any] = {"run": str(run_dir), "epoch": run.epoch, "n_images": int(len(idx))}
     if run.zdim > 0:
-        zz = _run_z(run_dir)
+        zz, dec, rec["latent"] = _run_latent(run, run_dir, latent)
         if len(zz) != len(state):
-            raise DataError(f"{run_dir}/z.npy has {len(zz)} latents but {lab_path} has {len(state)} images")
-        decode = lambda i: run.volume(zz[i])  # noqa: E731
+            raise DataError(f"{run_dir}: {len(zz)} latents but {lab_path} has {len(state)} images")
+        decode = lambda i: dec(zz[i])  # noqa: E731
         rec["spearman"] = latent_spearman(zz, t_true)
     else:
         hom = run.volume(None)

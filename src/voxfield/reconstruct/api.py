@@ -48,12 +48,15 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
                 on_note: Callable[[str], None] | None = None, **config: Any) -> Any:
     """Train the structural-basis VAE on a particle stack (RELION ``.star``, cryoSPARC
     ``.cs``, or ``.mrcs`` with cryoDRGN ``poses``/``ctf`` pickles) into the run folder
-    ``output`` (checkpoint every epoch; ``resume`` continues one), then encode every particle
-    to ``output/z.npy`` when the latent dimension is > 0. ``**config``: fields of
+    ``output`` (checkpoint every epoch; ``resume`` continues one), then, when the latent
+    dimension is > 0, encode every particle to ``output/z.npy`` and write its closed-form
+    basis weights (:func:`voxfield.reconstruct.posterior.posterior_weights`, ``[N, K]``) to
+    ``output/weights.npy``: the latent ``analyze`` uses by default. ``**config``: fields of
     :class:`voxfield.reconstruct.train.TrainConfig` (``zdim``, ``K``, ``epochs``, ``batch``,
     ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``, ``mask``:
     ``"auto"``/``"sphere"``/``"none"``/MRC path, ``focus_mask``: MRC path or ``""``; see
-    :mod:`voxfield.reconstruct.masks`).
+    :mod:`voxfield.reconstruct.masks`; ``basis_fit``: ``"posterior"``, the default, or
+    ``"encoder"``; see :mod:`voxfield.reconstruct.train`).
     ``progress(epoch, n_epochs, batch, n_batches, totals)`` reports training, ``on_note(text)``
     remarks on the input (e.g. no CTF).
     Returns the trained :class:`voxfield.reconstruct.run.Run`."""
@@ -90,7 +93,7 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     if stack.ctf is None and on_note is not None:
         on_note("note: no CTF in the input; images are treated as CTF-free")
     if not resume:
-        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy", "mask.mrc", "focus_mask.mrc"):
+        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy", "weights.npy", "mask.mrc", "focus_mask.mrc"):
             (out / name).unlink(missing_ok=True)
 
     def resolved(p: Any) -> str | None:
@@ -102,6 +105,10 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
           progress=progress)
     run = load_run(out, dev)
     if cfg.zdim > 0:
+        from voxfield.reconstruct.posterior import posterior_weights
+
         z = run.encode(images, stack.trans, stack.ctf)
         _atomic_npy(z, out / "z.npy")
+        w = posterior_weights(run, images, stack.rot, stack.trans, stack.ctf, z=z)["weights"]
+        _atomic_npy(w, out / "weights.npy")
     return run

@@ -180,38 +180,69 @@ class SliceBasis(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s, W, rows, weights, sign, sparse: bool = False):  # type: ignore[override]
-        R, _, K1 = W.shape
-        B, P, n_nb = rows.shape
         acc, fac = _gather_columns(W, rows, weights, sign)
-        out = torch.bmm(acc.view(B, P * 2, K1), s.unsqueeze(2)).view(B, P, 2)
-        ctx.save_for_backward(s, acc, rows, fac)
-        ctx.sparse = sparse
-        ctx.shape = (R, K1)
-        return out
+        return _contract(ctx, s, W, acc, fac, rows, sparse)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        s, acc, rows, fac = ctx.saved_tensors
-        R, K1 = ctx.shape
-        B, P, n_nb = rows.shape
-        grad_s = grad_W = None
-        if ctx.needs_input_grad[0]:
-            grad_s = torch.bmm(grad_out.reshape(B, 1, P * 2), acc.view(B, P * 2, K1)).view(B, K1)
-        if ctx.needs_input_grad[1]:
-            outer = grad_out.unsqueeze(-1) * s[:, None, None, :]  # [B, P, 2, K1]
-            gW = acc.new_zeros(R + 1, 2 * K1)
-            for n in range(n_nb):
-                gW.index_add_(0, rows[..., n].reshape(-1), (outer * fac[..., n, None]).reshape(B * P, 2 * K1))
-            gW = gW[:R].view(R, 2, K1)
-            if ctx.sparse:
-                hit = torch.zeros(R + 1, dtype=torch.bool, device=rows.device)
-                hit[rows.reshape(-1)] = True
-                touched = torch.nonzero(hit[:R]).view(-1)
-                with torch.sparse.check_sparse_tensor_invariants(enable=False):
-                    grad_W = torch.sparse_coo_tensor(touched[None], gW[touched], size=(R, 2, K1), is_coalesced=True)
-            else:
-                grad_W = gW
+        grad_s, grad_W = _slice_backward(ctx, grad_out)
         return grad_s, grad_W, None, None, None, None
+
+
+class SliceBasisColumns(torch.autograd.Function):
+    """:class:`SliceBasis` from columns already gathered by :func:`gather_slice_columns` (the same
+    output and gradients, without gathering twice when the columns are also needed elsewhere)."""
+
+    @staticmethod
+    def forward(ctx, s, W, acc, fac, rows, sparse: bool = False):  # type: ignore[override]
+        return _contract(ctx, s, W, acc, fac, rows, sparse)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        grad_s, grad_W = _slice_backward(ctx, grad_out)
+        return grad_s, grad_W, None, None, None, None
+
+
+def gather_slice_columns(W: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
+                         sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A [B, P, 2, K1], factors [B, P, 2, 8])`` for :class:`SliceBasisColumns` (no gradient)."""
+    with torch.no_grad():
+        return _gather_columns(W.detach(), rows, weights, sign)
+
+
+def _contract(ctx, s, W, acc, fac, rows, sparse):
+    R, _, K1 = W.shape
+    B, P, _ = rows.shape
+    out = torch.bmm(acc.view(B, P * 2, K1), s.unsqueeze(2)).view(B, P, 2)
+    ctx.save_for_backward(s, acc, rows, fac)
+    ctx.sparse = sparse
+    ctx.shape = (R, K1)
+    return out
+
+
+def _slice_backward(ctx, grad_out):
+    """Gradients of :class:`SliceBasis` / :class:`SliceBasisColumns` with respect to ``s`` and ``W``."""
+    s, acc, rows, fac = ctx.saved_tensors
+    R, K1 = ctx.shape
+    B, P, n_nb = rows.shape
+    grad_s = grad_W = None
+    if ctx.needs_input_grad[0]:
+        grad_s = torch.bmm(grad_out.reshape(B, 1, P * 2), acc.view(B, P * 2, K1)).view(B, K1)
+    if ctx.needs_input_grad[1]:
+        outer = grad_out.unsqueeze(-1) * s[:, None, None, :]  # [B, P, 2, K1]
+        gW = acc.new_zeros(R + 1, 2 * K1)
+        for n in range(n_nb):
+            gW.index_add_(0, rows[..., n].reshape(-1), (outer * fac[..., n, None]).reshape(B * P, 2 * K1))
+        gW = gW[:R].view(R, 2, K1)
+        if ctx.sparse:
+            hit = torch.zeros(R + 1, dtype=torch.bool, device=rows.device)
+            hit[rows.reshape(-1)] = True
+            touched = torch.nonzero(hit[:R]).view(-1)
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                grad_W = torch.sparse_coo_tensor(touched[None], gW[touched], size=(R, 2, K1), is_coalesced=True)
+        else:
+            grad_W = gW
+    return grad_s, grad_W
 
 
 def slice_basis(s, W, rows, weights, sign, sparse: bool = False) -> torch.Tensor:
@@ -278,3 +309,8 @@ def volume_to_rows(vol: np.ndarray, hs: HalfSphere) -> np.ndarray:
     vals = np.zeros(c.shape[0], dtype=np.complex128)
     vals[ok] = ft[kz[ok] % D, ky[ok] % D, kx[ok]]
     return vals
+
+
+def slice_basis_from_columns(s, W, acc, fac, rows, sparse: bool = False) -> torch.Tensor:
+    """Functional form of :class:`SliceBasisColumns` (``acc, fac`` from :func:`gather_slice_columns`)."""
+    return SliceBasisColumns.apply(s, W, acc, fac, rows, sparse)

@@ -30,6 +30,7 @@ import torch
 
 from voxfield.errors import DataError
 
+from .estep import batch_posterior
 from .fourier import slice_basis_columns, slice_coords
 from .run import Run
 from .train import BatchPrep, enc_box
@@ -86,6 +87,7 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         res2 += float((d.real**2 + d.imag**2).sum())
         cnt += 2 * d.numel()
     noise = res2 / max(cnt, 1)
+    pix_prec = torch.full((prep.kxy.shape[0],), 1.0 / max(noise, 1e-30), device=dev)
     out = np.zeros((N, model.K), dtype=np.float32)
     std = np.zeros((N, model.K), dtype=np.float32)
     for i in range(0, N, batch):
@@ -95,14 +97,7 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         r = torch.as_tensor(np.asarray(rot[j], dtype=np.float32), device=dev)
         rows, wts, sgn = tb.neighbours(slice_coords(prep.kxy, r))
         A = slice_basis_columns(W, rows, wts, sgn)  # [B, P, 2, K1]
-        Ac = torch.complex(A[:, :, 0, :], A[:, :, 1, :]) * C[:, :, None]  # CTF-modulated columns [B, P, K1]
-        M = torch.cat([Ac[..., :-1].real, Ac[..., :-1].imag], dim=1).double()  # [B, 2P, K]
-        rc = y - Ac[..., -1]
-        rr = torch.cat([rc.real, rc.imag], dim=1).double()  # [B, 2P]
-        prec = M.transpose(1, 2) @ M / noise + prec0  # [B, K, K]
-        rhs = (M.transpose(1, 2) @ rr[..., None])[..., 0] / noise + (prec0 @ mu)[None]
-        L = torch.linalg.cholesky(prec)
-        s_hat = torch.cholesky_solve(rhs[..., None], L)[..., 0]
+        s_hat, L = batch_posterior(A, C, y, pix_prec, prec0, mu)
         out[j] = s_hat.float().cpu().numpy()
         std[j] = torch.linalg.diagonal(torch.cholesky_inverse(L)).clamp_min(0).sqrt().float().cpu().numpy()
         if progress:

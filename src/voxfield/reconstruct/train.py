@@ -15,6 +15,18 @@ Gaussian likelihood) or ``w_p = 1`` (``weighting="white"``, the whitened likelih
 ``σ_n²`` the mean weighted data power (a noise estimate at low SNR, which keeps the data term on
 the scale of a log-likelihood against the KL term).
 
+How the basis is fitted (``basis_fit``):
+
+* ``"posterior"`` (default; stochastic EM): for each image the ``K`` basis weights have a
+  closed-form Gaussian posterior given its pose, CTF and the current basis (prior ``N(0, I)``,
+  noise level tracked from the residuals; :mod:`voxfield.reconstruct.estep`). The basis gets
+  its gradient from the data term at one draw from that posterior, and the encoder and weight
+  MLP get theirs from the data term at ``s(z)`` on the (detached) basis, plus ``β · KL``. The
+  basis thus learns the directions of heterogeneity from every pixel with its noise weight,
+  like a probabilistic PCA, whether or not the encoder can yet read them from a noisy image;
+  the encoder then learns to predict them. One gather of the slice columns serves both terms.
+* ``"encoder"``: the paper's VAE, the basis fitted through the encoder's sampled latent.
+
 The basis is optimised with ``torch.optim.SparseAdam`` on sparse gradients (only the rows the
 batch's slices touched; ``sparse=False`` uses dense gradients and ``Adam``), the networks with
 ``Adam``. A checkpoint (model, optimisers, RNG state, epoch) is written after every epoch and
@@ -44,7 +56,8 @@ import torch
 from voxfield.errors import DataError, OptionError
 
 from .ctf import ctf_from_table, half_grid_freqs
-from .fourier import half_sphere, image_half_plane
+from .estep import batch_posterior, sample_posterior
+from .fourier import gather_slice_columns, half_sphere, image_half_plane, slice_basis_from_columns, slice_coords
 from .masks import MASK_FRACTION_RANGE, BasisProjector, auto_mask, describe, mask_fraction, read_mask, resolve_mask
 from .model import StructuralBasisVAE, kl_divergence, n_parameters
 
@@ -52,6 +65,12 @@ from .model import StructuralBasisVAE, kl_divergence, n_parameters
 #: cryoDRGN's convention, the raw image is the projection shifted by ``−t`` (see
 #: :mod:`voxfield.reconstruct.projection`), so centring shifts it by ``+t``.
 TRANS_SIGN = -1.0
+
+#: How the basis volumes are fitted (``TrainConfig.basis_fit``): through the encoder's sampled
+#: latent (the VAE of paper 004), or through a draw from each image's closed-form posterior of
+#: the basis weights (:mod:`voxfield.reconstruct.estep`; stochastic EM), the encoder then
+#: learning to predict the weights on the fitted basis.
+BASIS_FITS = ("encoder", "posterior")
 
 
 @dataclass
@@ -78,6 +97,7 @@ class TrainConfig:
     mask_every: int = 640
     mask_after: int = 10000
     enc_box: int = 0
+    basis_fit: str = "posterior"
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -231,6 +251,8 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
         raise OptionError(f"unknown weighting {cfg.weighting!r}: use eq4 or white")
     if cfg.mask_every < 1 or cfg.mask_after < 1:
         raise OptionError("mask_every and mask_after must be >= 1")
+    if cfg.basis_fit not in BASIS_FITS:
+        raise OptionError(f"unknown basis fit {cfg.basis_fit!r}: use one of {', '.join(BASIS_FITS)}")
     mask_kind, mask = resolve_mask(cfg.mask, D)
     focus = read_mask(cfg.focus_mask, D) if cfg.focus_mask else None
     out = Path(out_dir)
@@ -296,6 +318,12 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
     seen = epoch * N
 
     auto_pending = mask_kind == "auto" and mask is None
+    posterior_fit = cfg.basis_fit == "posterior" and cfg.zdim > 0
+    if posterior_fit:  # prior N(0, I) on the basis weights; the noise level tracks the residuals
+        tb = model.tables(dev)
+        prior_prec = torch.eye(model.K, dtype=torch.float64, device=dev)
+        prior_mean = torch.zeros(model.K, dtype=torch.float64, device=dev)
+        noise_r = float(state["noise_r"]) if state is not None and "noise_r" in state else noise
 
     def build_auto_mask(z_rows: np.ndarray) -> np.ndarray | None:
         """Auto mask from the average volume at the mean basis weights of latents ``z_rows``;
@@ -330,11 +358,28 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 z_mu[idx] = mu.detach().cpu().numpy()
             else:
                 z, kl = None, torch.zeros((), device=dev)
-            X = model.slices(z, r, prep.kxy, cfg.sparse)
+            if posterior_fit:
+                rows, wts, sgn = tb.neighbours(slice_coords(prep.kxy, r))
+                acc, fac = gather_slice_columns(model.basis, rows, wts, sgn)
+                B = len(idx)
+                with torch.no_grad():
+                    s_hat, Lp = batch_posterior(acc, C, y, w_p * (2.0 / noise_r), prior_prec, prior_mean)
+                    s_draw = sample_posterior(s_hat, Lp).float()
+                ones = model.basis.new_ones(B, 1)
+                Xb = slice_basis_from_columns(torch.cat([s_draw, ones], 1), model.basis, acc, fac, rows, cfg.sparse)
+                res_b = y - C * torch.complex(Xb[..., 0], Xb[..., 1])
+                wres_b = (res_b.real**2 + res_b.imag**2) * w_p
+                data_b = wres_b.sum(1).mean() / (2 * noise)
+                s_full = torch.cat([model.weights(z), ones], 1)
+                X = torch.bmm(acc.view(B, -1, acc.shape[-1]), s_full.unsqueeze(2)).view(B, -1, 2)
+                noise_r = 0.95 * noise_r + 0.05 * float(wres_b.detach().mean())
+            else:
+                X = model.slices(z, r, prep.kxy, cfg.sparse)
+                data_b = None
             Xc = torch.complex(X[..., 0], X[..., 1])
             res = y - C * Xc
             data = ((res.real**2 + res.imag**2) * w_p).sum(1).mean() / (2 * noise)
-            loss = data + cfg.beta * kl
+            loss = data + cfg.beta * kl if data_b is None else data + data_b + cfg.beta * kl
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
             opt_b.zero_grad(set_to_none=True)
@@ -373,6 +418,7 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
         _atomic_save({"model": model.state_dict(), "opt": None if opt is None else opt.state_dict(),
                       "opt_basis": opt_b.state_dict(), "rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state(), "epoch": epoch, "elapsed": elapsed, "noise": noise,
+                      "noise_r": noise_r if posterior_fit else None,
                       "config": asdict(cfg), "scale": scale, "sigma": sigma, "D": D, "apix": float(apix),
                       "mask": None if proj.mask is None else np.fft.fftshift(proj.mask.cpu().numpy())}, ckpt)
         _write_masks(out, proj, float(apix))
