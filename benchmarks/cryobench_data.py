@@ -18,8 +18,11 @@ index, ``t`` and the state's volume (``gt/state_XXX.mrc``), for per-image FSC.
     python benchmarks/cryobench_data.py --out /tmp/cryobench      # ~6 min, 3.3 GB
 
 Writes the datasets under ``--out`` and a summary (``results.json``, ``results.md``,
-``states.png``: central sections of the ground-truth states) under
-``benchmarks/results/cryobench_data/``.
+``states.png``: central sections of the ground-truth states) under ``--summary`` (default
+``benchmarks/results/cryobench_data/``). The 128 px hinge set of the memory measurement:
+
+    python benchmarks/cryobench_data.py --out /tmp/cryobench128 --box 128 --snr 0.01 --kinds hinge \
+        --summary benchmarks/results/cryobench_data_128
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def main() -> None:
     ap.add_argument("--box", type=int, default=64)
     ap.add_argument("--snr", default="0.01,0.1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default="hinge,assembly", help="Which kinds to simulate (comma-separated).")
+    ap.add_argument("--summary", type=Path, default=OUT, help="Folder of the summary (results.json/md, states.png).")
     args = ap.parse_args()
     from voxfield.bench import find_data_root
     from voxfield.reconstruct.conformations import composition_states, hinge_states, select
@@ -64,10 +69,14 @@ def main() -> None:
 
     atoms, keys = read_model(find_data_root() / MODEL)
     sel, a0, a1, n_hinge = HINGE
-    kinds = {
-        "hinge": hinge_states(atoms, select(keys, sel), np.linspace(a0, a1, n_hinge)),
-        "assembly": composition_states(atoms, keys, GROUPS, [[bool(f) for f in p] for p in PATTERNS]),
-    }
+    wanted = [k for k in args.kinds.split(",") if k]
+    if not wanted or set(wanted) - {"hinge", "assembly"}:
+        ap.error(f"--kinds: choose from hinge, assembly; got {args.kinds!r}")
+    kinds = {}
+    if "hinge" in wanted:
+        kinds["hinge"] = hinge_states(atoms, select(keys, sel), np.linspace(a0, a1, n_hinge))
+    if "assembly" in wanted:
+        kinds["assembly"] = composition_states(atoms, keys, GROUPS, [[bool(f) for f in p] for p in PATTERNS])
     snrs = [float(s) for s in args.snr.split(",")]
     rows = []
     for kind, states in kinds.items():
@@ -82,10 +91,11 @@ def main() -> None:
                          "atoms_per_state": sorted({len(s) for s in states}), "seconds": round(time.perf_counter() - t0, 1),
                          "path": str(args.out / name)})
             print(rows[-1], flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    summary = args.summary
+    summary.mkdir(parents=True, exist_ok=True)
     doc = {"model": MODEL, "hinge": {"domain": sel, "angles_deg": [a0, a1], "states": n_hinge},
            "assembly": {"always": "A", "groups": GROUPS, "patterns": PATTERNS}, "datasets": rows}
-    (OUT / "results.json").write_text(json.dumps(doc, indent=1))
+    (summary / "results.json").write_text(json.dumps(doc, indent=1))
     lines = ["# CryoBench-style particle sets (generated locally from PDB 1BD2)", "",
              f"Hinge: chains {sel} turned {a0:g}° to {a1:g}° about their hinge on the MHC, {n_hinge} states. "
              f"Assembly: chain A always, groups {', '.join(GROUPS)} present or absent, {len(PATTERNS)} states. "
@@ -93,15 +103,16 @@ def main() -> None:
              "| dataset | states | images | box | Å/px | SNR | seconds to simulate |", "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['dataset']} | {r['states']} | {r['images']:,} | {r['box']} | {r['apix']:g} | {r['snr']:g} | "
               f"{r['seconds']:.0f} |" for r in rows]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    (summary / "results.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mrcfile
 
-    show = {"hinge": [0, n_hinge // 2, n_hinge - 1], "assembly": list(range(len(PATTERNS)))}
-    fig, axes = plt.subplots(2, len(PATTERNS), figsize=(2 * len(PATTERNS), 4.4))
+    show = {k: v for k, v in {"hinge": [0, n_hinge // 2, n_hinge - 1],
+                              "assembly": list(range(len(PATTERNS)))}.items() if k in kinds}
+    fig, axes = plt.subplots(len(show), len(PATTERNS), figsize=(2 * len(PATTERNS), 2.2 * len(show)), squeeze=False)
     for row, (kind, idx) in enumerate(show.items()):
         folder = args.out / f"{kind}_snr{snrs[0]:g}" / "gt"
         for col in range(len(PATTERNS)):
@@ -114,7 +125,7 @@ def main() -> None:
                          else "A" + "".join(f"+{g}" for g, f in zip(GROUPS, PATTERNS[idx[col]]) if f))
                 ax.set_title(f"{kind}: {label}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(OUT / "states.png", dpi=110)
+    fig.savefig(summary / "states.png", dpi=110)
     print("\n".join(lines))
 
 
