@@ -478,3 +478,23 @@ def test_image_source_indexing_and_pickling(tmp_path):
         src[np.array([4])]
     clone = pickle.loads(pickle.dumps(src))
     np.testing.assert_array_equal(clone[np.arange(4)], src[np.arange(4)])
+
+
+def test_image_source_unmaps_stacks_after_release_bytes(tmp_path):
+    # every `release_bytes` of images read, the memory-mapped stacks are closed (their pages
+    # leave the process's resident memory) and reopened on the next read, with the same data
+    d = np.random.default_rng(0).normal(size=(40, 8, 8)).astype(np.float32)
+    a = _write_stack(tmp_path / "a.mrcs", d)
+    one = d[0].nbytes
+    src = ImageSource([a], np.zeros(40, int), np.arange(40), release_bytes=10 * one)
+    np.testing.assert_array_equal(src[np.arange(6)], d[:6])
+    assert len(src._handles) == 1  # 6 images read: still mapped
+    np.testing.assert_array_equal(src[np.arange(6, 12)], d[6:12])
+    assert len(src._handles) == 0  # 12 >= 10 images: unmapped
+    np.testing.assert_array_equal(src[np.arange(12, 40)], d[12:])
+    assert len(src._handles) == 0
+    np.testing.assert_array_equal(src[3], d[3])
+    assert len(src._handles) == 1
+    keep = ImageSource([a], np.zeros(40, int), np.arange(40))  # default 256 MiB: stays mapped
+    np.testing.assert_array_equal(keep[np.arange(40)], d)
+    assert len(keep._handles) == 1

@@ -111,6 +111,10 @@ class ImageSource:
     are grouped by stack; at most ``max_open`` stacks are kept open. Picklable (for data
     loader workers): open handles are not pickled.
 
+    The pages of a memory-mapped stack count in the process's resident memory once read, so a
+    pass over a large stack would hold all of it; every ``release_bytes`` of images read (256
+    MiB by default) the stacks are closed, which unmaps them (they reopen on the next read).
+
     ``stacks`` are the stack files, ``stack_ids[i]`` / ``indices[i]`` the stack and 0-based
     image of particle ``i``. The constructor reads every stack header and raises
     :class:`DataError` for non-square or odd-sized images, box sizes that differ between
@@ -125,12 +129,15 @@ class ImageSource:
         *,
         source: str = "",
         max_open: int = 64,
+        release_bytes: int = 256 << 20,
     ) -> None:
         self.stacks = [Path(s) for s in stacks]
         self.stack_ids = np.asarray(stack_ids, dtype=np.int64).reshape(-1)
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         self.source = source or (str(self.stacks[0]) if self.stacks else "")
         self.max_open = max(1, int(max_open))
+        self.release_bytes = max(1, int(release_bytes))
+        self._read_since_release = 0
         if len(self.stack_ids) != len(self.indices):
             raise DataError(f"{len(self.stack_ids)} stack ids but {len(self.indices)} indices", self.source)
         if len(self.indices) == 0:
@@ -174,6 +181,7 @@ class ImageSource:
 
     def close(self) -> None:
         """Close all open stacks (they are reopened on the next read)."""
+        self._read_since_release = 0
         while self._handles:
             _, mrc = self._handles.popitem()
             mrc.close()
@@ -240,6 +248,9 @@ class ImageSource:
                 order = np.argsort(loc[sel], kind="stable")
                 sel = sel[order]
                 out[sel] = self._data(int(s))[loc[sel]]
+            self._read_since_release += out.nbytes
+            if self._read_since_release >= self.release_bytes:
+                self.close()
         return out[0] if scalar else out
 
     def describe(self, i: int) -> str:
