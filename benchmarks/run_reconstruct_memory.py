@@ -7,8 +7,10 @@ particle and its closed-form basis weights, as a user's run does) and records:
 * the peak resident set of the process (``wait4``'s ``ru_maxrss``), which counts the pages of
   the memory-mapped particle stack the process has read as well as its own allocations;
 * a trace of its resident memory every ``--interval`` seconds from ``/proc/PID/status``:
-  ``RssAnon`` (the process's own memory: model, optimiser, batches) and ``RssFile``
-  (file-backed pages, i.e. the memory-mapped images, which the kernel can drop and re-read);
+  ``RssAnon`` (the process's own memory: the images when the stack is read into memory,
+  i.e. up to ``voxfield.reconstruct.api.IN_MEMORY_LIMIT``, the model, optimiser, batches)
+  and ``RssFile`` (file-backed pages, i.e. the memory-mapped stack, which the kernel can
+  drop and re-read);
 * the wall time, per epoch from the run's log.
 
     python benchmarks/cryobench_data.py --out /tmp/cryobench128 --box 128 --snr 0.01 --kinds hinge \\
@@ -16,7 +18,8 @@ particle and its closed-form basis weights, as a user's run does) and records:
     python benchmarks/run_reconstruct_memory.py --data /tmp/cryobench128/hinge_snr0.01 --work /tmp/mem128
 
 Writes ``results.json``, ``results.md`` and ``memory.png`` under ``--out``
-(default ``benchmarks/results/reconstruct_memory/``).
+(default ``benchmarks/results/reconstruct_memory/``); ``--report-only`` remakes the last two
+from ``results.json``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--interval", type=float, default=2.0, help="Seconds between memory samples.")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--report-only", action="store_true", help="Remake results.md and memory.png from results.json.")
     args = ap.parse_args()
+    if args.report_only:
+        report(json.loads((args.out / "results.json").read_text()), args.out)
+        return
     meta = json.loads((args.data / "meta.json").read_text())
     run = args.work / "run"
     args.work.mkdir(parents=True, exist_ok=True)
@@ -100,16 +107,21 @@ def main() -> None:
         "bar_mib": BAR_MIB, "meets_bar": peak <= BAR_MIB, "trace": trace,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
     }
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=1))
-    d = res["data"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=1))
+    report(res, args.out)
+
+
+def report(res: dict[str, Any], out: Path) -> None:
+    """``results.md`` and ``memory.png`` of a measurement."""
+    d, peak, secs, trace = res["data"], res["peak_rss_mib"], res["seconds"], res["trace"]
     md = [
         "# Peak memory of `voxfield reconstruct train`", "",
-        f"{d['n_images']:,} images of {d['box']} px ({d['stack_mib']:.0f} MiB stack, memory-mapped), default "
-        f"settings, {args.epochs} epoch(s), then encoding and closed-form weights of every particle; "
-        f"{res['machine']['cores']} CPU cores. Peak RSS is `wait4`'s (it counts the stack pages read); "
-        "anonymous and file-backed peaks are from `/proc/PID/status` samples.", "",
+        f"{d['n_images']:,} images of {d['box']} px ({d['stack_mib']:.0f} MiB stack: read into memory up to "
+        f"4 GiB, memory-mapped above), default settings, {res['epochs']} epoch(s), then encoding and "
+        f"closed-form weights of every particle; {res['machine']['cores']} CPU cores. Peak RSS is `wait4`'s (it "
+        "counts the mapped stack pages the process holds); anonymous (images in memory, model, batches) and "
+        "file-backed peaks are from `/proc/PID/status` samples.", "",
         "| images | box | peak RSS (MiB) | peak anonymous (MiB) | peak file-backed (MiB) | bar (MiB) | met | "
         "wall (s) | train s/epoch |",
         "|---:|---:|---:|---:|---:|---:|---|---:|---:|",
@@ -126,7 +138,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     t = [s["t"] for s in trace]
-    for key, label in (("VmRSS", "resident (total)"), ("RssAnon", "anonymous (model, batches)"),
+    for key, label in (("VmRSS", "resident (total)"), ("RssAnon", "anonymous (images, model, batches)"),
                        ("RssFile", "file-backed (memory-mapped images)")):
         ax.plot(t, [s.get(key, float("nan")) for s in trace], label=label)
     ax.axhline(BAR_MIB, color="k", ls="--", lw=1, label="bar: 8 GB")
