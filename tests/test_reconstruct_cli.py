@@ -4,6 +4,7 @@ volume → analyze → eval), on the real RELION files, and bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mrcfile
@@ -36,6 +37,7 @@ def run(sim: Path) -> Path:
     proc = run_cli("reconstruct", "train", sim / "particles.star", "-o", out, "--zdim", "2", "--basis", "3",
                    "--epochs", "2", "--batch", "40", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
+    (sim.parent / "train_stderr.txt").write_text(proc.stderr)
     return out
 
 
@@ -60,6 +62,17 @@ def test_train_writes_run_and_latents(run: Path) -> None:
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["config"]["basis_fit"] == "posterior"  # the default
     assert cfg["config"]["zdim"] == 2 and cfg["D"] == 32 and cfg["apix"] == pytest.approx(3.0)
+
+
+@needs_adk
+def test_train_prints_plain_progress_lines_when_not_on_a_terminal(run: Path) -> None:
+    # a batch job's log (stderr not a terminal) gets plain lines: the first update and the end
+    # (160 images in batches of 40 for 2 epochs: 8 steps)
+    err = (run.parent / "train_stderr.txt").read_text()
+    lines = [x for x in err.splitlines() if x.startswith("train: ")]
+    assert len(lines) >= 2, err
+    assert re.match(r"train: \d/8 epoch 1/2 loss \S+ \(\d+ s\)$", lines[0]), lines[0]
+    assert re.match(r"train: 8/8 epoch 2/2 loss \S+ \(\d+ s\)$", lines[-1]), lines[-1]
 
 
 @needs_adk

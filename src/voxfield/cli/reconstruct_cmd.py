@@ -31,9 +31,27 @@ app = typer.Typer(
 )
 
 
+#: Seconds between the plain progress lines written when stderr is not a terminal.
+PLAIN_PROGRESS_EVERY_S = 60.0
+
+
 @contextmanager
 def _bar(label: str) -> Iterator[Callable[..., None]]:
+    """A progress bar on a terminal; elsewhere (a batch job's log) a plain line at the first
+    update, every :data:`PLAIN_PROGRESS_EVERY_S` seconds and at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not console.err.is_terminal:
+        t0, last = time.perf_counter(), [None]
+
+        def plain(done: int, total: int, info: str = "") -> None:
+            now = time.perf_counter()
+            if last[0] is None or now - last[0] >= PLAIN_PROGRESS_EVERY_S or (total and done >= total):
+                last[0] = now
+                console.err.print(f"{label}: {done}/{total or '?'} {info} ({now - t0:.0f} s)".replace("  ", " "))
+
+        yield plain
+        return
 
     progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                         TimeElapsedColumn(), console=console.err, transient=True)
