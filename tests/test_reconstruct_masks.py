@@ -36,8 +36,11 @@ def test_projection_masks_the_physical_volume_and_is_idempotent():
         W[:, 1, k] = torch.as_tensor(r.imag, dtype=torch.float32)
     proj = BasisProjector(hs, sigma, torch.device("cpu"))
     before = np.fft.fftshift(proj.volumes(W).numpy(), axes=(1, 2, 3))
-    # the lift to real space reproduces the volumes (band-limited to the stored sphere)
-    assert np.corrcoef(before[0].ravel(), vols[0].ravel())[0, 1] > 0.9
+    # the lift to real space reproduces the volumes, band-limited to Nyquist as decoding renders them
+    from voxfield.reconstruct.fourier import rows_to_volume_ft, volume_from_ft
+
+    r0 = _rows(vols[0], hs, sigma) * np.interp(np.sqrt((hs.coords.astype(float) ** 2).sum(1)), np.arange(len(sigma)), sigma)
+    assert np.corrcoef(before[0].ravel(), volume_from_ft(rows_to_volume_ft(r0, hs), D).ravel())[0, 1] > 0.999
     m = (_blob(D, (2, -1, 0), 3.0) > 0.2).astype(np.float32)
     focus = (_blob(D, (2, -1, 0), 3.0) > 0.6).astype(np.float32)
     proj.set_masks(m, focus)
@@ -50,8 +53,44 @@ def test_projection_masks_the_physical_volume_and_is_idempotent():
     inside = m == 1
     assert np.corrcoef(after[2][inside], before[2][inside])[0, 1] > 0.95
     W2 = W.clone()
-    proj.project(W2)  # a second projection changes little
-    assert torch.linalg.norm(W2 - W) < 0.15 * torch.linalg.norm(W)
+    proj.project(W2)  # a second projection changes the rendered volumes little
+    again = np.fft.fftshift(proj.volumes(W2).numpy(), axes=(1, 2, 3))
+    assert np.linalg.norm(again - after) < 0.15 * np.linalg.norm(after)
+
+
+def test_projection_works_on_what_decoding_renders_and_iterations_reduce_leakage():
+    """The projector lifts rows to the same volume decoding renders (voxels within Nyquist), so
+    a hard-edged focus mask leaks only through the spectrum masking adds beyond Nyquist; more
+    alternating passes leave less of it."""
+    from voxfield.reconstruct.fourier import rows_to_volume_ft, volume_from_ft
+
+    D = 16
+    hs = half_sphere(D)
+    sigma = np.ones(D // 2 + 3)
+    rng = np.random.default_rng(1)
+    W = torch.zeros(hs.n_rows, 2, 3)
+    for k in range(3):
+        r = _rows(_blob(D, (0, 0, 2), 3.0) + 0.5 * rng.normal(size=(D,) * 3), hs, sigma)
+        W[:, 0, k] = torch.as_tensor(r.real, dtype=torch.float32)
+        W[:, 1, k] = torch.as_tensor(r.imag, dtype=torch.float32)
+    proj = BasisProjector(hs, sigma, torch.device("cpu"))
+    vals = torch.complex(W[:, 0, 0], W[:, 1, 0]).numpy()
+    decoded = volume_from_ft(rows_to_volume_ft(vals, hs), D)  # decoding's rendering, without its gridding factor
+    lifted = np.fft.fftshift(proj.volumes(W)[0].numpy())
+    assert np.abs(lifted - decoded).max() < 1e-4 * np.abs(decoded).max()
+    focus = np.zeros((D,) * 3, np.float32)
+    focus[:, :, D // 2 :] = 1.0  # a hard edge: the worst case for a band-limited volume
+    proj.set_masks(None, focus)
+
+    def leakage(iterations: int) -> float:
+        w = W.clone()
+        proj.project(w, iterations=iterations)
+        v = np.fft.fftshift(proj.volumes(w)[:2].numpy(), axes=(1, 2, 3))
+        return float(np.abs(v[:, :, :, : D // 2 - 2]).max() / np.abs(v).max())
+
+    one, four = leakage(1), leakage(4)  # measured: 0.18 and 0.054 for this noisy basis
+    assert four < 0.5 * one
+    assert four < 0.08
 
 
 def test_auto_mask_covers_the_particle_not_the_box():

@@ -102,7 +102,11 @@ class BasisProjector:
     def __init__(self, hs: HalfSphere, sigma: np.ndarray, device: torch.device) -> None:
         D = hs.D
         self.D, self.dev = D, device
-        flat, row, conj, _ = half_grid_lookup(hs, radius=hs.radius)
+        # volumes are rendered from the voxels within Nyquist, exactly as decoding renders them
+        # (voxfield.reconstruct.run.Run); the rows of the stored shell beyond Nyquist would put
+        # frequencies into the masked volume that decoded volumes never have, and the mask would
+        # leak once they are dropped
+        flat, row, conj, _ = half_grid_lookup(hs)
         self.flat = torch.as_tensor(flat, device=device)
         self.row = torch.as_tensor(row, device=device)
         self.conj = torch.as_tensor(conj, device=device)
@@ -145,10 +149,16 @@ class BasisProjector:
         return torch.fft.irfftn(ft, s=(D, D, D), dim=(1, 2, 3))
 
     @torch.no_grad()
-    def project(self, W: torch.Tensor) -> None:
-        """Mask every column of ``W`` in place."""
+    def project(self, W: torch.Tensor, iterations: int = 1) -> None:
+        """Mask every column of ``W`` in place. Masking spreads a volume's spectrum beyond
+        Nyquist, which decoding drops, so one pass leaves a little leakage at a sharp mask edge;
+        each further pass (``iterations``, alternating projections) reduces it."""
         if not self.active:
             return
+        for _ in range(max(1, int(iterations))):
+            self._project_once(W)
+
+    def _project_once(self, W: torch.Tensor) -> None:
         vol = self.volumes(W)
         if self.mask is not None:
             vol = vol * self.mask

@@ -66,6 +66,10 @@ from .model import StructuralBasisVAE, kl_divergence, n_parameters
 #: :mod:`voxfield.reconstruct.projection`), so centring shifts it by ``+t``.
 TRANS_SIGN = -1.0
 
+#: Mask projections at each epoch end (the saved basis): alternating projections between the
+#: masked volumes and what decoding renders (within Nyquist) shrink the leakage at sharp mask edges.
+FINAL_PROJECTIONS = 4
+
 #: How the basis volumes are fitted (``TrainConfig.basis_fit``): through the encoder's sampled
 #: latent (the VAE of paper 004), or through a draw from each image's closed-form posterior of
 #: the basis weights (:mod:`voxfield.reconstruct.estep`; stochastic EM), the encoder then
@@ -406,7 +410,7 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 break
         if mask_kind == "auto" and not auto_pending:
             proj.set_masks(build_auto_mask(z_mu), focus)
-        proj.project(model.basis.data)
+        proj.project(model.basis.data, iterations=FINAL_PROJECTIONS)
         elapsed += time.perf_counter() - t0
         epoch += 1
         rec = {"epoch": epoch, **{k: v / N for k, v in tot.items()}, "elapsed_s": round(elapsed, 2),
