@@ -27,13 +27,23 @@ Reported per dataset and tool:
   time per volume (voxfield: ``Run.volume`` on a loaded model; cryoDRGN and RECOVAR: the time of
   the command making many volumes minus the one-volume command, over the extra volumes).
 
+RECOVAR's ``compute_state`` is slow on CPU (more than 8 min for one volume of 5,000 images of
+64 px on 2 cores), so ``--recovar-eval 0`` skips it; the volumes of RECOVAR's *linear* model are
+then evaluated instead when the pipeline wrote them: ``mean.mrc + Σ_k z_k · eigen_posK.mrc``
+from its ``output/volumes`` (the mean and principal components its embedding ``z`` is the
+posterior mean on), recorded as ``fsc_linear`` and marked "linear" in the table, together with
+the mean volume alone (``fsc_mean_only``) as the no-heterogeneity reference.
+
 voxfield's latent is the one ``voxfield reconstruct analyze`` uses by default: each image's
 closed-form basis weights (``weights.npy``) when the run wrote them, otherwise the encoder's
 ``z``; the encoder's ``z`` is also evaluated and recorded (``latent_encoder_z``,
 ``fsc_encoder_z``) for reference.
 
 Each (dataset, tool) result is cached under ``WORK/<dataset>/<tool>/result.json``; ``--tools``
-chooses what to (re)run and the report merges every cached result. Outputs in ``--out``:
+chooses what to (re)run and the report merges every cached result. ``--seed-from`` fills the
+cache from an earlier ``results.json`` (for a fresh WORK folder): those runs have no ``z.npy``,
+so their latent panel is drawn from the PCA sample their result keeps (``latent_pca``), or left
+empty with a note for results older than that field. Outputs in ``--out``:
 ``results.json``, ``results.md``, ``fsc.png``, ``per_state.png``, ``latents.png``.
 
     python benchmarks/cryobench_data.py --out /tmp/cryobench
@@ -59,8 +69,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ["hinge_snr0.1", "hinge_snr0.01", "assembly_snr0.1", "assembly_snr0.01"]
-TOOLS = ["voxfield", "recovar", "cryodrgn"]
-LABEL = {"voxfield": "voxfield", "recovar": "RECOVAR", "cryodrgn": "cryoDRGN"}
+TOOLS = ["voxfield", "recovar", "recovar_mean1x", "cryodrgn"]
+LABEL = {"voxfield": "voxfield", "recovar": "RECOVAR", "recovar_mean1x": "RECOVAR (1× mean)", "cryodrgn": "cryoDRGN"}
+#: Anchors voxfield is compared against (each one that ran on a dataset).
+ANCHORS = ("recovar", "recovar_mean1x", "cryodrgn")
 
 
 def timed(cmd: list[str], log: Path) -> dict[str, Any]:
@@ -192,11 +204,14 @@ def run_cryodrgn(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarra
 
 
 def run_recovar(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray, gt: list[Path],
-                state: np.ndarray, apix: float) -> dict[str, Any]:
+                state: np.ndarray, apix: float, mean_1x: bool = False) -> dict[str, Any]:
     from voxfield.reconstruct.evaluate import per_image_fsc_from_files
 
     run = out / "run"
-    cmd = [args.recovar, "pipeline", str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"), "--ctf",
+    launcher = [args.recovar]
+    if mean_1x:  # RECOVAR's own Python, through the launcher that sets its mean's upsampling to 1x
+        launcher = [str(Path(args.recovar).with_name("python")), str(HERE / "recovar_mean1x.py")]
+    cmd = [*launcher, "pipeline", str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"), "--ctf",
            str(data / "ctf.pkl"), "--mask", "sphere", "--zdim", str(args.zdim), "--accept-cpu", "-o", str(run)]
     done = out / "train.json"  # the pipeline's timing, kept so that a failed evaluation need not redo it
     if args.reuse and done.exists() and (run / "model" / f"zdim_{args.zdim}" / "latent_coords.npy").exists():
@@ -208,6 +223,7 @@ def run_recovar(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray
     z = np.load(run / "model" / f"zdim_{args.zdim}" / "latent_coords.npy")
     np.save(out / "z.npy", z)
     if args.recovar_eval == 0:  # latents only: no compute_state volumes (each is a kernel regression over the data)
+        res.update(recovar_linear(run, z, idx, gt, state, apix))
         res["fsc"] = None
         res["decode_one"] = {"seconds": None, "note": args.recovar_decode_note}
         res["decode_per_volume_s"] = None
@@ -231,7 +247,49 @@ def run_recovar(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray
     return res
 
 
-RUNNERS = {"voxfield": run_voxfield, "cryodrgn": run_cryodrgn, "recovar": run_recovar}
+def recovar_linear(run: Path, z: np.ndarray, idx: np.ndarray, gt: list[Path], state: np.ndarray,
+                   apix: float) -> dict[str, Any]:
+    """AU-FSC of RECOVAR's linear model: ``mean + Σ_k z_k u_k`` from the mean and eigenvolumes
+    its pipeline writes (``output/volumes/mean.mrc``, ``eigen_pos0000.mrc``...; real space, in
+    cryoDRGN's axis convention), at each evaluated image's latent ``z`` (the regularised
+    embedding, zdim columns = the first zdim eigenvolumes); and of the mean alone. Empty when
+    the volumes are missing."""
+    import mrcfile
+
+    from voxfield.reconstruct.evaluate import per_image_fsc
+
+    means = sorted(run.rglob("volumes/mean.mrc"))
+    if not means:
+        return {}
+    vd = means[0].parent
+    eig = [vd / f"eigen_pos{k:04d}.mrc" for k in range(z.shape[1])]
+    if not all(p.exists() for p in eig):
+        return {}
+    mean = np.asarray(mrcfile.read(means[0]), dtype=np.float64)
+    u = np.stack([np.asarray(mrcfile.read(p), dtype=np.float64) for p in eig])
+    lin = per_image_fsc(lambda i: (mean + np.tensordot(z[i], u, axes=1)).astype(np.float32), idx, gt, state, apix)
+    only = per_image_fsc(lambda i: mean.astype(np.float32), idx, gt, state, apix)
+    return {"fsc_linear": fsc_summary(lin), "fsc_mean_only": fsc_summary(only), "linear_volumes": str(vd)}
+
+
+def latent_pca_sample(z: np.ndarray, colour: np.ndarray, n: int = 2000) -> dict[str, Any]:
+    """Every ``len(z)/n``-th image's first two latent PCs and its colour (truth), rounded, for
+    the latent plot of a report made without the run's ``z.npy``."""
+    from voxfield.reconstruct.analysis import latent_pca
+
+    pc = latent_pca(z, 2).projections
+    step = max(1, len(z) // n)
+    return {"pc": np.round(pc[::step], 4).tolist(), "colour": np.round(np.asarray(colour, float)[::step], 4).tolist()}
+
+
+def run_recovar_mean1x(data: Path, out: Path, args: argparse.Namespace, idx: np.ndarray, gt: list[Path],
+                       state: np.ndarray, apix: float) -> dict[str, Any]:
+    """RECOVAR's pipeline with its mean reconstructed at 1x upsampling (``recovar_mean1x.py``)."""
+    return run_recovar(data, out, args, idx, gt, state, apix, mean_1x=True)
+
+
+RUNNERS = {"voxfield": run_voxfield, "cryodrgn": run_cryodrgn, "recovar": run_recovar,
+           "recovar_mean1x": run_recovar_mean1x}
 
 
 # ---------------------------------------------------------------------------- report
@@ -247,6 +305,15 @@ def markdown(r: dict[str, Any]) -> str:
         f"volume). Latent recovery: hinge |Spearman| of PC1 vs true angle; assembly ARI of k-means (k = 8). "
         f"Times are wall seconds on {r['machine']['cores']} CPU cores (no GPU), one tool at a time; memory is the "
         f"peak RSS of the training process.", "",
+    ]
+    if any("recovar_mean1x" in tools for tools in r["results"].values()):
+        lines += [
+            "RECOVAR is RECOVAR 1.0.5's `recovar pipeline` as shipped; on these sets (CPU) its mean reconstruction "
+            "(2× upsampled) has Fourier shells 3–6 inverted against the truth, and the covariance and embedding are "
+            "built around it. RECOVAR (1× mean) is the same pipeline with that one default changed to 1× "
+            "(`benchmarks/recovar_mean1x.py`), which gives a correct mean; it is the fair anchor.", "",
+        ]
+    lines += [
         "| dataset | tool | AU-FSC | latent recovery | train (s) | train peak (MiB) | decode command (s) | "
         "decode per volume (s) |",
         "|---|---|---|---|---:|---:|---:|---:|",
@@ -257,6 +324,8 @@ def markdown(r: dict[str, Any]) -> str:
                 continue
             m = tools[t]
             au = "not measured" if m["fsc"] is None else f"{m['fsc']['au_fsc_mean']:.4f} ± {m['fsc']['au_fsc_std']:.4f}"
+            if m["fsc"] is None and m.get("fsc_linear"):
+                au = f"{m['fsc_linear']['au_fsc_mean']:.4f} ± {m['fsc_linear']['au_fsc_std']:.4f} (linear)"
             dc = "not measured" if m["decode_one"]["seconds"] is None else f"{m['decode_one']['seconds']:.2f}"
             pv = "—" if m["decode_per_volume_s"] is None else f"{m['decode_per_volume_s']:.4f}"
             lines.append(f"| {ds} | {LABEL[t]} | {au} | {m['latent']['value']:.3f} | {m['train']['seconds']:.0f} | "
@@ -270,6 +339,10 @@ def markdown(r: dict[str, Any]) -> str:
                 notes.append(f"- {ds}, {LABEL[t]}: {m['train']['note']}.")
             if m["decode_one"].get("note"):
                 notes.append(f"- {ds}, {LABEL[t]}, decoding: {m['decode_one']['note']}.")
+            if m["fsc"] is None and m.get("fsc_linear"):
+                notes.append(f"- {ds}, {LABEL[t]}: AU-FSC of its linear model (mean + Σ z_k · eigenvolume_k from "
+                             f"its `output/volumes`, at each image's embedding), not of `compute_state`; its mean "
+                             f"volume alone gives {m['fsc_mean_only']['au_fsc_mean']:.4f}.")
             if m.get("latent_encoder_z") and m.get("fsc_encoder_z"):
                 notes.append(f"- {ds}, {LABEL[t]}: latent = closed-form basis weights (`weights.npy`, the "
                              f"`analyze` default); the encoder's z gives latent recovery "
@@ -288,26 +361,32 @@ def markdown(r: dict[str, Any]) -> str:
         if "voxfield" not in tools:
             continue
         v = tools["voxfield"]
-        others = [t for t in ("recovar", "cryodrgn") if t in tools]
+        others = [t for t in ANCHORS if t in tools]
         if not others:
             continue
-        au = all(v["fsc"]["au_fsc_mean"] >= tools[t]["fsc"]["au_fsc_mean"] for t in others if tools[t]["fsc"])
-        au_missing = [LABEL[t] for t in others if not tools[t]["fsc"]]
+        def au_of(m: dict[str, Any]) -> dict[str, Any] | None:
+            return m["fsc"] or m.get("fsc_linear")
+
+        au = all(v["fsc"]["au_fsc_mean"] >= au_of(tools[t])["au_fsc_mean"] for t in others if au_of(tools[t]))
+        au_missing = [LABEL[t] for t in others if not au_of(tools[t])]
+        au_linear = [LABEL[t] for t in others if not tools[t]["fsc"] and tools[t].get("fsc_linear")]
         la = all(v["latent"]["value"] >= tools[t]["latent"]["value"] for t in others)
         tr_ok, tr_txt = True, []
         if "cryodrgn" in tools:
             q = v["train"]["seconds"] / tools["cryodrgn"]["train"]["seconds"]
             tr_ok &= q <= 1 / 3
             tr_txt.append(f"{q:.3f} of cryoDRGN")
-        if "recovar" in tools:
-            q = v["train"]["seconds"] / tools["recovar"]["train"]["seconds"]
-            tr_ok &= q <= 1
-            tr_txt.append(f"{q:.3f} of RECOVAR")
+        for t in ("recovar", "recovar_mean1x"):
+            if t in tools:
+                q = v["train"]["seconds"] / tools[t]["train"]["seconds"]
+                tr_ok &= q <= 1
+                tr_txt.append(f"{q:.3f} of {LABEL[t]}")
         dc = "—"
         if "cryodrgn" in tools:
             q = v["decode_per_volume_s"] / tools["cryodrgn"]["decode_per_volume_s"]
             dc = f"{yn(q <= 1 / 50)} ({q:.4f})"
         au_txt = yn(au) + (f" (not measured for {', '.join(au_missing)})" if au_missing else "")
+        au_txt += f" ({', '.join(au_linear)}: linear model)" if au_linear else ""
         lines.append(f"| {ds} | {', '.join(LABEL[t] for t in others)} | {au_txt} | {yn(la)} | {yn(tr_ok)} "
                      f"({', '.join(tr_txt)}) | {dc} |")
     return "\n".join(lines) + "\n"
@@ -322,14 +401,15 @@ def plots(r: dict[str, Any], out: Path, work: Path) -> None:
     from voxfield.reconstruct.analysis import latent_pca
 
     dss = list(r["results"])
-    colours = {"voxfield": "C0", "recovar": "C1", "cryodrgn": "C2"}
+    colours = {"voxfield": "C0", "recovar": "C1", "recovar_mean1x": "C3", "cryodrgn": "C2"}
     fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], dss):
         for t, m in r["results"][ds].items():
-            if m["fsc"] is None:
-                continue
-            ax.plot(m["fsc"]["freq_per_px"], m["fsc"]["fsc_mean"], color=colours[t],
-                    label=f"{LABEL[t]} ({m['fsc']['au_fsc_mean']:.3f})")
+            for f, ls, suffix in ((m["fsc"], "-", ""), (m.get("fsc_linear") if m["fsc"] is None else None, "--",
+                                                         " linear")):
+                if f:
+                    ax.plot(f["freq_per_px"], f["fsc_mean"], ls, color=colours[t],
+                            label=f"{LABEL[t]}{suffix} ({f['au_fsc_mean']:.3f})")
         ax.axhline(0.5, color="0.7", lw=0.8)
         ax.set_title(ds)
         ax.set_xlabel("cycles / pixel")
@@ -343,11 +423,13 @@ def plots(r: dict[str, Any], out: Path, work: Path) -> None:
     fig, axes = plt.subplots(1, len(dss), figsize=(4.2 * len(dss), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], dss):
         for t, m in r["results"][ds].items():
-            if m["fsc"] is None:
+            f, suffix = (m["fsc"], "") if m["fsc"] else (m.get("fsc_linear"), " linear")
+            if not f:
                 continue
-            ps = {int(k): v for k, v in m["fsc"]["au_fsc_per_state"].items()}
+            ps = {int(k): v for k, v in f["au_fsc_per_state"].items()}
             ks = sorted(ps)
-            ax.plot(ks, [ps[k] for k in ks], "o-", ms=3, color=colours[t], label=LABEL[t])
+            ax.plot(ks, [ps[k] for k in ks], "o-" if not suffix else "o--", ms=3, color=colours[t],
+                    label=LABEL[t] + suffix)
         ax.set_title(ds)
         ax.set_xlabel("ground-truth state")
         ax.set_ylabel("AU-FSC (mean over its images)")
@@ -363,12 +445,21 @@ def plots(r: dict[str, Any], out: Path, work: Path) -> None:
         ax.set_axis_off()
     for ds, t in rows:
         i, j = dss.index(ds), TOOLS.index(t)
-        z = np.load(work / ds / t / "z.npy")
-        lab = np.load(work / ds / "data" / "labels.npz")
-        c = lab["t"] if ds.startswith("hinge") else lab["state"]
-        pc = latent_pca(z, 2).projections
         ax = axes[i, j]
         ax.set_axis_on()
+        zf, m = work / ds / t / "z.npy", r["results"][ds][t]
+        if zf.exists():
+            lab = np.load(work / ds / "data" / "labels.npz")
+            c = lab["t"] if ds.startswith("hinge") else lab["state"]
+            pc = latent_pca(np.load(zf), 2).projections
+        elif m.get("latent_pca"):
+            pc, c = np.asarray(m["latent_pca"]["pc"]), np.asarray(m["latent_pca"]["colour"])
+        else:
+            ax.text(0.5, 0.5, "latents of this run\nwere not kept", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{ds}: {LABEL[t]} ({m['latent']['value']:.2f})", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         ax.scatter(pc[:, 0], pc[:, 1], c=c, s=1, cmap="viridis" if ds.startswith("hinge") else "tab10",
                    rasterized=True)
         ax.set_title(f"{ds}: {LABEL[t]} ({r['results'][ds][t]['latent']['value']:.2f})", fontsize=9)
@@ -400,6 +491,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="RECOVAR: reuse a finished pipeline in WORK (its timing "
                                                          "is kept in train.json).")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--seed-from", type=Path, default=None,
+                    help="An earlier results.json whose (dataset, tool) results fill WORK where it has none.")
     args = ap.parse_args()
 
     from voxfield.reconstruct.evaluate import select_images
@@ -409,10 +502,17 @@ def main() -> None:
     for t in tools:
         if t not in RUNNERS:
             sys.exit(f"unknown tool {t}")
-        if t != "voxfield" and getattr(args, t) is None:
-            sys.exit(f"--{t} (path to its executable) is needed to run {t}")
+        exe = "recovar" if t.startswith("recovar") else t
+        if t != "voxfield" and getattr(args, exe) is None:
+            sys.exit(f"--{exe} (path to its executable) is needed to run {t}")
+    seeded = json.loads(args.seed_from.read_text())["results"] if args.seed_from else {}
     results: dict[str, Any] = {}
     for ds in [d for d in args.datasets.split(",") if d]:
+        for t, m in seeded.get(ds, {}).items():
+            f = args.work / ds / t / "result.json"
+            if not f.exists():
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(json.dumps(m, indent=1, default=float))
         data = args.work / ds / "data"
         meta = subset(args.data / ds, data, args.n_images) if not args.report_only else json.loads(
             (data / "meta.json").read_text())
@@ -427,6 +527,7 @@ def main() -> None:
             print(f"== {ds}: {t}", flush=True)
             res = RUNNERS[t](data, out, args, idx, gt, state, float(meta["apix"]))
             res["latent"] = latent_metric(kind, np.load(out / "z.npy"), lab)
+            res["latent_pca"] = latent_pca_sample(np.load(out / "z.npy"), lab["t"] if kind == "hinge" else state)
             if (out / "z_encoder.npy").exists() and res.get("latent_source") == "weights.npy":
                 res["latent_encoder_z"] = latent_metric(kind, np.load(out / "z_encoder.npy"), lab)
             res["settings"] = {"n_images": args.n_images, "epochs": args.epochs, "zdim": args.zdim}
