@@ -55,7 +55,7 @@ def score(vol: np.ndarray, truth: np.ndarray, apix: float) -> dict[str, Any]:
     f = np.asarray(r.frequency) * apix
     c = np.asarray(r.fsc)
     return {"au_fsc": float(au_fsc(c, f)), "freq_per_px": f.round(5).tolist(), "fsc": c.round(4).tolist(),
-            "negative_shells": [int(k) for k in np.flatnonzero(c[: len(c) // 2] < -0.1)]}
+            "flipped_shells": [int(k) for k in np.flatnonzero((np.sign(c) != np.sign(c[1])) & (np.abs(c) > 0.1))]}
 
 
 def main() -> None:
@@ -100,12 +100,15 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     lines = ["# RECOVAR's mean against the truth", "",
              f"`{args.data}` ({len(state):,} images, {apix} Å/px); truth = {report['truth']}. AU-FSC: area under "
-             "|FSC| to Nyquist (0.5 = perfect); |FSC| hides sign, so shells with FSC < −0.1 are listed.", "",
-             "| volume | AU-FSC | FSC at shells 2 / 4 / 8 | shells with FSC < −0.1 |", "|---|---:|---|---|"]
+             "|FSC| to Nyquist (0.5 = perfect). |FSC| hides sign: a volume of the right shape has one sign at every "
+             "shell (negative throughout when the data sign is inverted, as in the API calls, where RECOVAR's "
+             "automatic sign check is not run), so the shells whose sign differs from shell 1's (|FSC| > 0.1) are "
+             "listed.", "",
+             "| volume | AU-FSC | FSC at shells 2 / 4 / 8 | shells of the other sign |", "|---|---:|---|---|"]
     for name, m in res.items():
         c = m["fsc"]
         lines.append(f"| {name} | {m['au_fsc']:.4f} | {c[2]:+.2f} / {c[4]:+.2f} / {c[8]:+.2f} | "
-                     f"{', '.join(map(str, m['negative_shells'])) or 'none'} |")
+                     f"{', '.join(map(str, m['flipped_shells'])) or 'none'} |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, m in res.items():
