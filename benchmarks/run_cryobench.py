@@ -325,7 +325,8 @@ def markdown(r: dict[str, Any]) -> str:
             m = tools[t]
             au = "not measured" if m["fsc"] is None else f"{m['fsc']['au_fsc_mean']:.4f} ± {m['fsc']['au_fsc_std']:.4f}"
             if m["fsc"] is None and m.get("fsc_linear"):
-                au = f"{m['fsc_linear']['au_fsc_mean']:.4f} ± {m['fsc_linear']['au_fsc_std']:.4f} (linear)"
+                au = (f"{m['fsc_linear']['au_fsc_mean']:.4f} ± {m['fsc_linear']['au_fsc_std']:.4f} (linear; mean "
+                      f"alone {m['fsc_mean_only']['au_fsc_mean']:.4f})")
             dc = "not measured" if m["decode_one"]["seconds"] is None else f"{m['decode_one']['seconds']:.2f}"
             pv = "—" if m["decode_per_volume_s"] is None else f"{m['decode_per_volume_s']:.4f}"
             lines.append(f"| {ds} | {LABEL[t]} | {au} | {m['latent']['value']:.3f} | {m['train']['seconds']:.0f} | "
@@ -365,7 +366,11 @@ def markdown(r: dict[str, Any]) -> str:
         if not others:
             continue
         def au_of(m: dict[str, Any]) -> dict[str, Any] | None:
-            return m["fsc"] or m.get("fsc_linear")
+            """The anchor's measured volumes, else the better of its linear model and its mean alone."""
+            if m["fsc"]:
+                return m["fsc"]
+            cands = [f for f in (m.get("fsc_linear"), m.get("fsc_mean_only")) if f]
+            return max(cands, key=lambda f: f["au_fsc_mean"]) if cands else None
 
         au = all(v["fsc"]["au_fsc_mean"] >= au_of(tools[t])["au_fsc_mean"] for t in others if au_of(tools[t]))
         au_missing = [LABEL[t] for t in others if not au_of(tools[t])]
@@ -386,7 +391,7 @@ def markdown(r: dict[str, Any]) -> str:
             q = v["decode_per_volume_s"] / tools["cryodrgn"]["decode_per_volume_s"]
             dc = f"{yn(q <= 1 / 50)} ({q:.4f})"
         au_txt = yn(au) + (f" (not measured for {', '.join(au_missing)})" if au_missing else "")
-        au_txt += f" ({', '.join(au_linear)}: linear model)" if au_linear else ""
+        au_txt += f" ({', '.join(au_linear)}: the better of linear model and mean)" if au_linear else ""
         lines.append(f"| {ds} | {', '.join(LABEL[t] for t in others)} | {au_txt} | {yn(la)} | {yn(tr_ok)} "
                      f"({', '.join(tr_txt)}) | {dc} |")
     return "\n".join(lines) + "\n"
