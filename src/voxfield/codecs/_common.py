@@ -16,6 +16,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable
+from functools import cache
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -29,6 +30,21 @@ from voxfield.metrics import psnr
 LOSSY_DTYPES = tuple(
     np.dtype(d) for d in ("u1", "i1", "u2", "i2", "u4", "i4", "f2", "f4", "f8")
 )
+
+
+@cache
+def imagecodecs_has(name: str) -> bool:
+    """Whether the installed imagecodecs build has a working ``name`` codec (e.g. ``"ZFP"``).
+
+    Asking loads that codec's extension module (tens of milliseconds each), so the codec
+    modules ask on first use rather than at import: ``voxfield --help`` stays fast.
+    """
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - imagecodecs is a core dependency
+        return False
+    codec = getattr(imagecodecs, name, None)
+    return bool(codec is not None and codec.available)
 
 
 # ---------------------------------------------------------------------------- framing

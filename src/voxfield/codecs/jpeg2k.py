@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size
+from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, imagecodecs_has
 from voxfield.codecs.base import value_range
 from voxfield.codecs.layout import (
     from_codes,
@@ -46,10 +46,8 @@ from voxfield.errors import FormatError, TargetNotMet
 
 try:  # pragma: no cover - depends on the imagecodecs build
     import imagecodecs
-
-    _AVAILABLE = bool(getattr(imagecodecs, "JPEG2K", None) and imagecodecs.JPEG2K.available)
 except ImportError:  # pragma: no cover
-    _AVAILABLE = False
+    imagecodecs = None
 
 _MAX_PIXELS = 1 << 24
 _LEVEL_MIN, _LEVEL_MAX = 5.0, 99.0
@@ -101,7 +99,7 @@ class Jpeg2kCodec(LossyCodec):
 
     @classmethod
     def available(cls) -> bool:
-        return _AVAILABLE
+        return imagecodecs_has("JPEG2K")
 
     # -- core
     def _prepare(self, data: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any], int]:

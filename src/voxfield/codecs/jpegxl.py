@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, keep_closest
+from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, imagecodecs_has, keep_closest
 from voxfield.codecs.jpeg2k import join_streams, split_streams
 from voxfield.codecs.layout import (
     from_codes,
@@ -45,10 +45,8 @@ from voxfield.errors import FormatError, TargetNotMet
 
 try:  # pragma: no cover - depends on the imagecodecs build
     import imagecodecs
-
-    _AVAILABLE = bool(getattr(imagecodecs, "JPEGXL", None) and imagecodecs.JPEGXL.available)
 except ImportError:  # pragma: no cover
-    _AVAILABLE = False
+    imagecodecs = None
 
 _MAX_PIXELS = 1 << 24
 _DIST_MIN, _DIST_MAX = 0.01, 25.0
@@ -71,7 +69,7 @@ class JpegxlCodec(LossyCodec):
 
     @classmethod
     def available(cls) -> bool:
-        return _AVAILABLE
+        return imagecodecs_has("JPEGXL")
 
     def _prepare(self, data: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
         lo, hi = float(np.min(data)), float(np.max(data))

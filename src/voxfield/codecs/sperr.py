@@ -32,16 +32,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, work_dtype
+from voxfield.codecs._common import LossyCodec, check_int_option, decode_float, fit_size, imagecodecs_has, work_dtype
 from voxfield.codecs.layout import from_volume, to_volume, volume_plan
 from voxfield.errors import FormatError
 
 try:  # pragma: no cover - depends on the imagecodecs build
     import imagecodecs
-
-    _AVAILABLE = bool(getattr(imagecodecs, "SPERR", None) and imagecodecs.SPERR.available)
 except ImportError:  # pragma: no cover
-    _AVAILABLE = False
+    imagecodecs = None
 
 _WHOLE_LIMIT = 1 << 27
 
@@ -66,7 +64,7 @@ class SperrCodec(LossyCodec):
 
     @classmethod
     def available(cls) -> bool:
-        return _AVAILABLE
+        return imagecodecs_has("SPERR")
 
     def _encode_at(self, data: np.ndarray, level: float, mode: str) -> bytes:
         plan = _plan(data.shape)

@@ -27,17 +27,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, decode_float, fit_size, work_dtype
+from voxfield.codecs._common import LossyCodec, decode_float, fit_size, imagecodecs_has, work_dtype
 from voxfield.codecs.base import value_range
 from voxfield.codecs.layout import from_volume, to_volume, volume_plan
 from voxfield.errors import FormatError
 
 try:  # pragma: no cover - depends on the imagecodecs build
     import imagecodecs
-
-    _AVAILABLE = bool(getattr(imagecodecs, "SZ3", None) and imagecodecs.SZ3.available)
 except ImportError:  # pragma: no cover
-    _AVAILABLE = False
+    imagecodecs = None
 
 
 def _plan(shape: tuple[int, ...]):
@@ -56,7 +54,7 @@ class Sz3Codec(LossyCodec):
 
     @classmethod
     def available(cls) -> bool:
-        return _AVAILABLE
+        return imagecodecs_has("SZ3")
 
     def _encode_at(self, data: np.ndarray, bound: float) -> bytes:
         plan = _plan(data.shape)

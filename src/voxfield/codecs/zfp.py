@@ -33,17 +33,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voxfield.codecs._common import LossyCodec, decode_float, fit_size, max_abs_error, work_dtype
+from voxfield.codecs._common import LossyCodec, decode_float, fit_size, imagecodecs_has, max_abs_error, work_dtype
 from voxfield.codecs.base import value_range
 from voxfield.codecs.layout import from_volume, to_volume, volume_plan
 from voxfield.errors import FormatError, OptionError
 
 try:  # pragma: no cover - depends on the imagecodecs build
     import imagecodecs
-
-    _AVAILABLE = bool(getattr(imagecodecs, "ZFP", None) and imagecodecs.ZFP.available)
 except ImportError:  # pragma: no cover
-    _AVAILABLE = False
+    imagecodecs = None
 
 _MODES = ("accuracy", "rate")
 
@@ -69,7 +67,7 @@ class ZfpCodec(LossyCodec):
 
     @classmethod
     def available(cls) -> bool:
-        return _AVAILABLE
+        return imagecodecs_has("ZFP")
 
     # -- core
     def _volume(self, data: np.ndarray) -> np.ndarray:
