@@ -43,7 +43,9 @@ Each (dataset, tool) result is cached under ``WORK/<dataset>/<tool>/result.json`
 chooses what to (re)run and the report merges every cached result. ``--seed-from`` fills the
 cache from an earlier ``results.json`` (for a fresh WORK folder): those runs have no ``z.npy``,
 so their latent panel is drawn from the PCA sample their result keeps (``latent_pca``), or left
-empty with a note for results older than that field. Outputs in ``--out``:
+empty with a note for results older than that field. A cached result may carry a hand-written
+``conditions`` string (for instance: another job ran beside it), printed as a note of the
+table. Outputs in ``--out``:
 ``results.json``, ``results.md``, ``fsc.png``, ``per_state.png``, ``latents.png``.
 
     python benchmarks/cryobench_data.py --out /tmp/cryobench
@@ -338,6 +340,8 @@ def markdown(r: dict[str, Any]) -> str:
                 notes.append(f"- {ds}, {LABEL[t]}: AU-FSC over {m['n_eval']} images (one `compute_state` volume each).")
             if m["train"].get("note"):
                 notes.append(f"- {ds}, {LABEL[t]}: {m['train']['note']}.")
+            if m.get("conditions"):  # how the run departed from "alone on the machine", written by hand
+                notes.append(f"- {ds}, {LABEL[t]}: {m['conditions']}.")
             if m["decode_one"].get("note"):
                 notes.append(f"- {ds}, {LABEL[t]}, decoding: {m['decode_one']['note']}.")
             if m["fsc"] is None and m.get("fsc_linear"):
