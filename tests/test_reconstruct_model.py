@@ -363,6 +363,46 @@ def _two_state_data(n: int, D: int, seed: int, noise: float):
     return imgs, rot, trans, ctf, state
 
 
+def test_posterior_weights_estimate_coloured_noise_per_shell(tmp_path):
+    """The posterior's noise level is estimated per Fourier shell: with noise whose power falls
+    with frequency by a known filter, the estimate (times each shell's normalisation σ̄²) follows
+    the filter's power, not a single level."""
+    from voxfield.reconstruct.fourier import volume_to_rows
+    from voxfield.reconstruct.posterior import posterior_weights
+
+    D, n = 16, 256
+    rng = np.random.default_rng(5)
+    base = _blob_volume(D)
+    rot = Rotation.random(n, random_state=5).as_matrix().astype(np.float32)
+    base = 0.05 * base  # weak signal: the residuals are dominated by the noise at every shell
+    clean = project(base, rot, None)
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(D) * D, np.fft.rfftfreq(D) * D, indexing="ij"))
+    gain = 1.0 / (1.0 + (k / 3.0) ** 2)  # noise amplitude filter: strongly coloured
+    white = rng.normal(0, 1.0, (n, D, D))
+    noise = np.fft.fftshift(np.fft.irfft2(np.fft.rfft2(np.fft.ifftshift(white, axes=(-2, -1))) * gain, s=(D, D)),
+                            axes=(-2, -1))
+    imgs = (clean + noise).astype(np.float32)
+    cfg = TrainConfig(zdim=1, K=1, epochs=1, batch=32, enc_width=16, enc_blocks=1, dec_width=8, invert=False,
+                      sigma_images=128, mask="none")
+    run = load_run(train(imgs, rot, None, None, 2.0, tmp_path / "run", cfg, max_steps=1))
+    kr = np.sqrt((run.model.hs.coords.astype(float) ** 2).sum(1))
+    g = np.interp(kr, np.arange(run.sigma.size), run.sigma) * run.scale
+    rows = volume_to_rows(base, run.model.hs) / g  # the exact model: residuals are the noise alone
+    run.model.basis.data[:, :, 0] = 0.0
+    run.model.basis.data[:, 0, 1] = torch.as_tensor(rows.real, dtype=torch.float32)
+    run.model.basis.data[:, 1, 1] = torch.as_tensor(rows.imag, dtype=torch.float32)
+    run = dataclasses.replace(run)
+    p = posterior_weights(run, imgs, rot, None, None, z=np.zeros((n, 1), np.float32), prior=(np.zeros(1), np.eye(1)))
+    ns = np.asarray(p["noise_var_shell"], dtype=float)
+    shells = np.arange(2, 8)
+    power = ns[shells] * run.sigma[shells] ** 2  # back in data units (up to one overall factor)
+    expect = (1.0 / (1.0 + (shells / 3.0) ** 2)) ** 2
+    ratio = power / expect
+    assert np.all(np.isfinite(ns)) and np.all(ns > 0)
+    assert ratio.max() / ratio.min() < 1.5  # follows the filter (which spans a factor of 20 here)
+    assert (expect.max() / expect.min()) > 10
+
+
 def test_posterior_basis_fit_learns_two_states(tmp_path):
     """basis_fit="posterior" (stochastic EM on the basis) learns the difference of two states: both
     the closed-form weights on the fitted basis and the encoder's latent separate them (random

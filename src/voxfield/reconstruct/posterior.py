@@ -2,17 +2,18 @@
 
 The decoder is linear in its weights: an image's central slice is ``X = A s + a_0`` with
 ``A [P, K]`` the slices of the ``K`` basis volumes at the image's pose and ``a_0`` that of
-the bias volume. With the CTF ``C`` and white noise of variance ``σ²`` per real component
-(in the spectrally normalised units of training), the weights ``s`` of one image have a
-Gaussian posterior under a Gaussian prior ``N(μ, Σ)``:
+the bias volume. With the CTF ``C`` and Gaussian noise of variance ``σ²`` per real component
+(in the spectrally normalised units of training, one ``σ²`` per Fourier shell: normalising by
+``σ̄_y``, which the signal dominates at low frequency, leaves the noise coloured), the weights
+``s`` of one image have a Gaussian posterior under a Gaussian prior ``N(μ, Σ)``:
 
-    Λ = Mᵀ M / σ² + Σ⁻¹,   ŝ = Λ⁻¹ (Mᵀ (y − C a_0) / σ² + Σ⁻¹ μ),   M = C A
+    Λ = Mᵀ Π M + Σ⁻¹,   ŝ = Λ⁻¹ (Mᵀ Π (y − C a_0) + Σ⁻¹ μ),   M = C A,   Π = diag(1 / σ²)
 
 (complex quantities stacked as real and imaginary parts). This is RECOVAR's per-image
 embedding (a regularised projection onto a linear basis, with the pose and CTF of each image)
 applied to voxfield's learnt basis. The prior is empirical: the mean and covariance of the
-encoder's weights ``s(z)`` over the images; ``σ²`` is the mean squared residual of the
-encoder's reconstruction. At low SNR the amortised encoder, a network that must learn to
+encoder's weights ``s(z)`` over the images; ``σ²`` of each shell is the mean squared residual
+of the encoder's reconstruction in that shell. At low SNR the amortised encoder, a network that must learn to
 read heterogeneity from a noisy image, is the weak link; this estimate uses every pixel with
 its exact noise weight instead.
 
@@ -46,7 +47,8 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
     ``z`` [N, zdim]: the encoder's latents (``run.encode`` when omitted), which give the
     prior and the noise level. ``prior_scale`` multiplies the prior covariance (larger: the
     data count more); ``prior = (mean [K], cov [K, K])`` replaces the empirical prior. Returns ``{"weights" [N, K], "std" [N, K] (posterior standard
-    deviations), "prior_mean" [K], "prior_cov" [K, K], "noise_var" (scalar, as a 0-d array)}``.
+    deviations), "prior_mean" [K], "prior_cov" [K, K], "noise_var" (overall, as a 0-d array),
+    "noise_var_shell" [n_shells]}``.
     """
     if run.zdim == 0 or run.model.K == 0:
         raise DataError("this run is homogeneous (zdim 0): it has no basis weights")
@@ -76,7 +78,9 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
     # noise level: residual of the encoder's reconstruction on a sample of images
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(N, size=min(N, 512), replace=False))
-    res2, cnt = 0.0, 0
+    n_shell = int(prep.shell.max()) + 1
+    res2 = torch.zeros(n_shell, dtype=torch.float64, device=dev)
+    cnt = torch.zeros(n_shell, dtype=torch.float64, device=dev)
     for i in range(0, len(sample), batch):
         j = sample[i : i + batch]
         y, C, _ = prep(images[j], None if trans is None else trans[j], None if ctf is None else ctf[j], run.scale)
@@ -84,10 +88,11 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         r = torch.as_tensor(np.asarray(rot[j], dtype=np.float32), device=dev)
         X = model.slices(zt[j], r, prep.kxy, False)
         d = y - C * torch.complex(X[..., 0], X[..., 1])
-        res2 += float((d.real**2 + d.imag**2).sum())
-        cnt += 2 * d.numel()
-    noise = res2 / max(cnt, 1)
-    pix_prec = torch.full((prep.kxy.shape[0],), 1.0 / max(noise, 1e-30), device=dev)
+        res2 += torch.bincount(prep.shell, weights=(d.real**2 + d.imag**2).sum(0).double(), minlength=n_shell)
+        cnt += 2 * len(j) * torch.bincount(prep.shell, minlength=n_shell).double()
+    noise = float(res2.sum() / cnt.sum().clamp_min(1))
+    noise_shell = torch.where(cnt > 0, res2 / cnt.clamp_min(1), torch.full_like(res2, noise)).clamp_min(1e-30)
+    pix_prec = (1.0 / noise_shell[prep.shell]).float()
     out = np.zeros((N, model.K), dtype=np.float32)
     std = np.zeros((N, model.K), dtype=np.float32)
     for i in range(0, N, batch):
@@ -103,4 +108,5 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         if progress:
             progress(int(j[-1]) + 1, N)
     return {"weights": out, "std": std, "prior_mean": mu.float().cpu().numpy(),
-            "prior_cov": cov.float().cpu().numpy(), "noise_var": np.asarray(noise)}
+            "prior_cov": cov.float().cpu().numpy(), "noise_var": np.asarray(noise),
+            "noise_var_shell": noise_shell.float().cpu().numpy()}

@@ -19,8 +19,11 @@ How the basis is fitted (``basis_fit``):
 
 * ``"posterior"`` (default; stochastic EM): for each image the ``K`` basis weights have a
   closed-form Gaussian posterior given its pose, CTF and the current basis (prior ``N(0, I)``,
-  noise level tracked from the residuals; :mod:`voxfield.reconstruct.estep`). The basis gets
-  its gradient from the data term at one draw from that posterior, and the encoder and weight
+  a noise level per Fourier shell tracked from the residuals; :mod:`voxfield.reconstruct.estep`).
+  The basis gets its gradient from the data term at one draw from that posterior, each shell
+  weighted by its noise precision (the Gaussian likelihood; in the spectrally normalised units
+  the noise is not white: low shells, where the signal dominates ``σ̄_y``, carry less noise
+  than high ones), and the encoder and weight
   MLP get theirs from the data term at ``s(z)`` on the (detached) basis, plus ``β · KL``. The
   basis thus learns the directions of heterogeneity from every pixel with its noise weight,
   like a probabilistic PCA, whether or not the encoder can yet read them from a noisy image;
@@ -323,11 +326,16 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
 
     auto_pending = mask_kind == "auto" and mask is None
     posterior_fit = cfg.basis_fit == "posterior" and cfg.zdim > 0
-    if posterior_fit:  # prior N(0, I) on the basis weights; the noise level tracks the residuals
+    if posterior_fit:  # prior N(0, I) on the basis weights; the noise levels (overall, per shell) track the residuals
         tb = model.tables(dev)
         prior_prec = torch.eye(model.K, dtype=torch.float64, device=dev)
         prior_mean = torch.zeros(model.K, dtype=torch.float64, device=dev)
         noise_r = float(state["noise_r"]) if state is not None and "noise_r" in state else noise
+        n_shell = int(prep.shell.max()) + 1
+        shell_count = torch.bincount(prep.shell, minlength=n_shell).double()
+        noise_sh = torch.full((n_shell,), noise_r, dtype=torch.float64, device=dev)
+        if state is not None and state.get("noise_shell") is not None:
+            noise_sh = torch.as_tensor(np.asarray(state["noise_shell"], dtype=np.float64), device=dev)
 
     def build_auto_mask(z_rows: np.ndarray) -> np.ndarray | None:
         """Auto mask from the average volume at the mean basis weights of latents ``z_rows``;
@@ -367,13 +375,19 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 acc, fac = gather_slice_columns(model.basis, rows, wts, sgn)
                 B = len(idx)
                 with torch.no_grad():
-                    s_hat, Lp = batch_posterior(acc, C, y, w_p * (2.0 / noise_r), prior_prec, prior_mean)
+                    pix_noise = noise_sh[prep.shell].float()
+                    s_hat, Lp = batch_posterior(acc, C, y, w_p * 2.0 / pix_noise, prior_prec, prior_mean)
                     s_draw = sample_posterior(s_hat, Lp).float()
                 ones = model.basis.new_ones(B, 1)
                 Xb = slice_basis_from_columns(torch.cat([s_draw, ones], 1), model.basis, acc, fac, rows, cfg.sparse)
                 res_b = y - C * torch.complex(Xb[..., 0], Xb[..., 1])
                 wres_b = (res_b.real**2 + res_b.imag**2) * w_p
-                data_b = wres_b.sum(1).mean() / (2 * noise)
+                # the basis term is the Gaussian likelihood with each shell's noise level, on the
+                # scale of the overall level (so the step size does not depend on the noise)
+                data_b = (wres_b * (noise_r / pix_noise)).sum(1).mean() / (2 * noise)
+                with torch.no_grad():
+                    sh = torch.bincount(prep.shell, weights=wres_b.detach().sum(0).double(), minlength=n_shell)
+                    noise_sh = 0.95 * noise_sh + 0.05 * sh / (B * shell_count.clamp_min(1))
                 s_full = torch.cat([model.weights(z), ones], 1)
                 X = torch.bmm(acc.view(B, -1, acc.shape[-1]), s_full.unsqueeze(2)).view(B, -1, 2)
                 noise_r = 0.95 * noise_r + 0.05 * float(wres_b.detach().mean())
@@ -423,6 +437,7 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                       "opt_basis": opt_b.state_dict(), "rng": rng.bit_generator.state,
                       "torch_rng": torch.get_rng_state(), "epoch": epoch, "elapsed": elapsed, "noise": noise,
                       "noise_r": noise_r if posterior_fit else None,
+                      "noise_shell": noise_sh.cpu().numpy() if posterior_fit else None,
                       "config": asdict(cfg), "scale": scale, "sigma": sigma, "D": D, "apix": float(apix),
                       "mask": None if proj.mask is None else np.fft.fftshift(proj.mask.cpu().numpy())}, ckpt)
         _write_masks(out, proj, float(apix))
