@@ -48,6 +48,16 @@ empty with a note for results older than that field. A cached result may carry a
 table. Outputs in ``--out``:
 ``results.json``, ``results.md``, ``fsc.png``, ``per_state.png``, ``latents.png``.
 
+Any folder written by ``voxfield reconstruct simulate`` is a dataset: a name starting with
+``hinge`` is scored as a continuous motion (|Spearman| against ``labels.npz``'s ``t``), any
+other as discrete states (ARI against ``state``). The held-out check of issue 19 (AdK, a
+protein none of the four sets uses; ``results/cryobench_heldout/``)::
+
+    voxfield reconstruct simulate adk_closed.pdb adk_open.pdb -o /tmp/heldout/hinge_adk0.1 --n 5000 --snr 0.1 --seed 7
+    voxfield reconstruct simulate adk_closed.pdb adk_open.pdb -o /tmp/heldout/hinge_adk0.01 --n 5000 --snr 0.01 --seed 8
+    python benchmarks/run_cryobench.py --data /tmp/heldout --work /tmp/ho --out benchmarks/results/cryobench_heldout \
+        --datasets hinge_adk0.1,hinge_adk0.01 --tools voxfield --data-note "Held-out AdK closed→open path ..."
+
     python benchmarks/cryobench_data.py --out /tmp/cryobench
     python benchmarks/run_cryobench.py --data /tmp/cryobench --work /tmp/cryobench-runs --n-images 5000 \\
         --epochs 5 --cryodrgn /work/venvs/cdrgn/bin/cryodrgn --recovar /work/venvs/recovar/bin/recovar
@@ -70,6 +80,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_DATA_NOTE = "Datasets from `benchmarks/cryobench_data.py` (PDB 1BD2; 64 px, 2.5 Å/px, CTF on)"
 DATASETS = ["hinge_snr0.1", "hinge_snr0.01", "assembly_snr0.1", "assembly_snr0.01"]
 TOOLS = ["voxfield", "recovar", "recovar_mean1x", "cryodrgn"]
 LABEL = {"voxfield": "voxfield", "recovar": "RECOVAR", "recovar_mean1x": "RECOVAR (1× mean)", "cryodrgn": "cryoDRGN"}
@@ -299,7 +310,7 @@ def markdown(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [
         "# CryoBench-style comparison: voxfield, RECOVAR, cryoDRGN", "",
-        f"Datasets from `benchmarks/cryobench_data.py` (PDB 1BD2; 64 px, 2.5 Å/px, CTF on); each tool sees the "
+        f"{s.get('data_note') or DEFAULT_DATA_NOTE}; each tool sees the "
         f"first {s['n_images']:,} images. voxfield and cryoDRGN: {s['epochs']} epochs, zdim {s['zdim']}; cryoDRGN "
         f"architecture: {s['cryodrgn_arch']}; RECOVAR: `pipeline`, zdim {s['zdim']} (no epochs). AU-FSC: CryoBench "
         f"per-image definition (|FSC| area over cycles/px to Nyquist, 0.5 = perfect), mean ± std over every "
@@ -492,6 +503,8 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--recovar-eval", type=int, default=25,
                     help="Images whose RECOVAR volume is computed (0: latents only, no AU-FSC).")
+    ap.add_argument("--data-note", default="", help="What the datasets are, for the report (default: the "
+                    "cryobench_data.py sets); e.g. for held-out sets made by `voxfield reconstruct simulate`.")
     ap.add_argument("--recovar-decode-note", default="", help="With --recovar-eval 0: what is known of its decoding.")
     ap.add_argument("--voxfield-args", default="")
     ap.add_argument("--cryodrgn", default=None, help="cryodrgn executable in its own environment.")
@@ -551,7 +564,8 @@ def main() -> None:
                 results[ds][t] = json.loads(f.read_text())
     report = {"settings": {"n_images": args.n_images, "epochs": args.epochs, "zdim": args.zdim,
                            "n_eval": args.n_eval, "recovar_eval": args.recovar_eval,
-                           "cryodrgn_arch": args.cryodrgn_arch, "voxfield_args": args.voxfield_args},
+                           "cryodrgn_arch": args.cryodrgn_arch, "voxfield_args": args.voxfield_args,
+                           "data_note": args.data_note},
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "results": results}
