@@ -45,3 +45,10 @@ def sample_posterior(s_hat: torch.Tensor, L: torch.Tensor, generator: torch.Gene
     """One draw ``ŝ + L⁻ᵀ ε`` (``ε ~ N(0, I)``) from each posterior of :func:`batch_posterior`."""
     eps = torch.randn(s_hat.shape, dtype=s_hat.dtype, device=s_hat.device, generator=generator)
     return s_hat + torch.linalg.solve_triangular(L.transpose(1, 2), eps[..., None], upper=True)[..., 0]
+
+
+def shell_sums(power: torch.Tensor, shell: torch.Tensor, n_shell: int) -> torch.Tensor:
+    """Sum over a batch of the per-pixel values ``power [B, P]`` in each Fourier shell
+    (``shell [P]`` integer indices): ``[n_shell]`` in float64. With squared residuals it gives
+    the per-shell noise levels of the E-step (divided by the shell's pixel count)."""
+    return torch.bincount(shell, weights=power.sum(0).double(), minlength=n_shell)

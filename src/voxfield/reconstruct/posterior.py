@@ -31,7 +31,7 @@ import torch
 
 from voxfield.errors import DataError
 
-from .estep import batch_posterior
+from .estep import batch_posterior, shell_sums
 from .fourier import slice_basis_columns, slice_coords
 from .run import Run
 from .train import BatchPrep, enc_box
@@ -81,6 +81,7 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
     n_shell = int(prep.shell.max()) + 1
     res2 = torch.zeros(n_shell, dtype=torch.float64, device=dev)
     cnt = torch.zeros(n_shell, dtype=torch.float64, device=dev)
+    shell_px = 2 * torch.bincount(prep.shell, minlength=n_shell).double()  # real components per image
     for i in range(0, len(sample), batch):
         j = sample[i : i + batch]
         y, C, _ = prep(images[j], None if trans is None else trans[j], None if ctf is None else ctf[j], run.scale)
@@ -88,8 +89,8 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         r = torch.as_tensor(np.asarray(rot[j], dtype=np.float32), device=dev)
         X = model.slices(zt[j], r, prep.kxy, False)
         d = y - C * torch.complex(X[..., 0], X[..., 1])
-        res2 += torch.bincount(prep.shell, weights=(d.real**2 + d.imag**2).sum(0).double(), minlength=n_shell)
-        cnt += 2 * len(j) * torch.bincount(prep.shell, minlength=n_shell).double()
+        res2 += shell_sums(d.real**2 + d.imag**2, prep.shell, n_shell)
+        cnt += len(j) * shell_px
     noise = float(res2.sum() / cnt.sum().clamp_min(1))
     noise_shell = torch.where(cnt > 0, res2 / cnt.clamp_min(1), torch.full_like(res2, noise)).clamp_min(1e-30)
     pix_prec = (1.0 / noise_shell[prep.shell]).float()

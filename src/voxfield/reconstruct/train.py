@@ -59,7 +59,7 @@ import torch
 from voxfield.errors import DataError, OptionError
 
 from .ctf import ctf_from_table, half_grid_freqs
-from .estep import batch_posterior, sample_posterior
+from .estep import batch_posterior, sample_posterior, shell_sums
 from .fourier import gather_slice_columns, half_sphere, image_half_plane, slice_basis_from_columns, slice_coords
 from .masks import MASK_FRACTION_RANGE, BasisProjector, auto_mask, describe, mask_fraction, read_mask, resolve_mask
 from .model import StructuralBasisVAE, kl_divergence, n_parameters
@@ -386,7 +386,7 @@ def _train(images, rot, trans, ctf, apix, out_dir, cfg, dev, resume, source, pro
                 # scale of the overall level (so the step size does not depend on the noise)
                 data_b = (wres_b * (noise_r / pix_noise)).sum(1).mean() / (2 * noise)
                 with torch.no_grad():
-                    sh = torch.bincount(prep.shell, weights=wres_b.detach().sum(0).double(), minlength=n_shell)
+                    sh = shell_sums(wres_b.detach(), prep.shell, n_shell)
                     noise_sh = 0.95 * noise_sh + 0.05 * sh / (B * shell_count.clamp_min(1))
                 s_full = torch.cat([model.weights(z), ones], 1)
                 X = torch.bmm(acc.view(B, -1, acc.shape[-1]), s_full.unsqueeze(2)).view(B, -1, 2)
