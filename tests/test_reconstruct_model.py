@@ -423,3 +423,87 @@ def test_posterior_basis_fit_learns_two_states(tmp_path):
     assert latent_ari(z, state, 2, seed=0)["ari"] > 0.15
     with pytest.raises(Exception, match="unknown basis fit"):
         train(imgs, rot, trans, ctf, 2.0, tmp_path / "bad", TrainConfig(**{**cfg.__dict__, "basis_fit": "em"}))
+
+
+def _banded_normal_equations(n=4000, K=10, inflation=(1, 1, 1, 12, 12, 12), seed=0):
+    """Per-image normal equations of nested bands: each band adds ``G_j = I`` and data whose
+    noise is ``inflation[j]`` times what ``G_j`` predicts (the imprint of high bands). Two
+    directions carry signal (variances 9 and 4)."""
+    rng = np.random.default_rng(seed)
+    s = np.zeros((n, K))
+    s[:, 0] = rng.normal(0, 3, n)
+    s[:, 1] = rng.normal(0, 2, n)
+    Gc, bc, G, b = [], [], np.zeros((n, K, K)), np.zeros((n, K))
+    for f in inflation:
+        G = G + np.eye(K)
+        b = b + s + rng.normal(0, np.sqrt(f), (n, K))
+        Gc.append(G.copy())
+        bc.append(b.copy())
+    return s, Gc, bc
+
+
+def test_moment_prior_measures_the_noise_floor_and_the_band_choice_avoids_the_inflated_bands():
+    """The floor (median whitened eigenvalue) follows the actual noise of each band, the score
+    (summed signal-to-noise) peaks at the widest band before the inflated ones, and the weights
+    read out there are closer to the truth than those of every band."""
+    from voxfield.reconstruct.posterior import choose_band, moment_prior
+
+    s, Gc, bc = _banded_normal_equations()
+    fits = [moment_prior(G, b) for G, b in zip(Gc, bc)]
+    # actual noise of band c (whitened by the predicted 1/(c+1)): sum(inflation[:c+1]) / (c+1)
+    infl = np.cumsum([1, 1, 1, 12, 12, 12]) / np.arange(1, 7)
+    assert np.allclose([f.floor for f in fits], infl, rtol=0.1)
+    assert choose_band(fits) == 2
+    # the prior's covariance recovers the signal variances (9 and 4) in weight units
+    ev = np.sort(np.linalg.eigvalsh(fits[2].cov))[::-1]
+    assert ev[0] == pytest.approx(9, rel=0.15) and ev[1] == pytest.approx(4, rel=0.2) and ev[2] < 0.1
+
+    def err(c):
+        G, b, f = Gc[c], bc[c], fits[c]
+        P = np.linalg.inv(f.cov)
+        w = np.linalg.solve(G / f.floor + P, (b / f.floor + f.mean @ P)[..., None])[..., 0]
+        return float(((w - s) ** 2).sum(1).mean())
+
+    assert err(2) < min(err(c) for c in (0, 1, 3, 4, 5))
+    # without measuring the floor (too few directions), the inflated bands look like signal
+    assert moment_prior(Gc[5], bc[5], measure_floor=False).score > fits[5].score * 3
+
+
+def test_choose_band_prefers_the_widest_of_equal_scores_and_the_full_band_without_signal():
+    from voxfield.reconstruct.posterior import MomentFit, band_candidates, choose_band
+
+    def fit(score):
+        return MomentFit(score, 1.0, np.zeros(2), np.eye(2), np.ones(2))
+
+    assert choose_band([fit(5.0), fit(10.0), fit(9.8), fit(9.0)]) == 2  # 9.8 is within 5 % of 10
+    assert choose_band([fit(0.0), fit(0.0), fit(0.0)]) == 2
+    c = band_candidates(32)
+    assert c[0] == 4 and c[-1] == 32 and all(b > a for a, b in zip(c, c[1:]))
+    assert band_candidates(3) == [3]
+
+
+def test_posterior_weights_readout_band_options(tmp_path):
+    """band="auto" picks one of its candidates (with K >= MIN_K_FLOOR), an integer band uses the
+    pixels up to that shell only, None every shell; bad options are clear errors."""
+    from voxfield.errors import OptionError
+    from voxfield.reconstruct.posterior import MIN_K_FLOOR, posterior_weights
+
+    imgs, rot, trans, ctf, state = _two_state_data(n=300, D=16, seed=8, noise=0.5)
+    cfg = TrainConfig(zdim=1, K=MIN_K_FLOOR, epochs=1, batch=32, enc_width=16, enc_blocks=1, dec_width=8,
+                      invert=False, sigma_images=100, mask="none")
+    run = load_run(train(imgs, rot, trans, ctf, 2.0, tmp_path / "run", cfg))
+    z = run.encode(imgs, trans, ctf)
+    auto = posterior_weights(run, imgs, rot, trans, ctf, z=z)
+    assert auto["band_shell"] in auto["band_candidates"] and len(auto["band_scores"]) == len(auto["band_candidates"])
+    assert auto["band_candidates"][-1] == 8 and auto["noise_floor"] > 0 and np.isfinite(auto["weights"]).all()
+    assert auto["band_resolution"] == pytest.approx(16 * 2.0 / auto["band_shell"])
+    low = posterior_weights(run, imgs, rot, trans, ctf, z=z, band=3, prior="encoder")
+    full = posterior_weights(run, imgs, rot, trans, ctf, z=z, band=None, prior="encoder")
+    assert low["band_shell"] == 3 and full["band_shell"] == 8 and low["band_candidates"] == []
+    assert low["noise_floor"] == 1.0  # not measured without calibration
+    assert not np.allclose(low["weights"], full["weights"])
+    assert np.median(low["std"]) > np.median(full["std"])  # fewer pixels, wider posteriors
+    with pytest.raises(OptionError, match="band"):
+        posterior_weights(run, imgs, rot, trans, ctf, z=z, band="wide")
+    with pytest.raises(OptionError, match="prior"):
+        posterior_weights(run, imgs, rot, trans, ctf, z=z, prior="flat")

@@ -3,6 +3,7 @@ structural-basis VAE run (the ``voxfield reconstruct train`` command is a thin l
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -51,7 +52,8 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     ``output`` (checkpoint every epoch; ``resume`` continues one), then, when the latent
     dimension is > 0, encode every particle to ``output/z.npy`` and write its closed-form
     basis weights (:func:`voxfield.reconstruct.posterior.posterior_weights`, ``[N, K]``) to
-    ``output/weights.npy``: the latent ``analyze`` uses by default. ``**config``: fields of
+    ``output/weights.npy``: the latent ``analyze`` uses by default (``output/weights.json``
+    records the readout band and noise floor it was read out with). ``**config``: fields of
     :class:`voxfield.reconstruct.train.TrainConfig` (``zdim``, ``K``, ``epochs``, ``batch``,
     ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``, ``mask``:
     ``"auto"``/``"sphere"``/``"none"``/MRC path, ``focus_mask``: MRC path or ``""``; see
@@ -93,7 +95,8 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
     if stack.ctf is None and on_note is not None:
         on_note("note: no CTF in the input; images are treated as CTF-free")
     if not resume:
-        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy", "weights.npy", "mask.mrc", "focus_mask.mrc"):
+        for name in ("checkpoint.pt", "log.jsonl", "z.npy", "z.train.npy", "weights.npy", "weights.json", "mask.mrc",
+                     "focus_mask.mrc"):
             (out / name).unlink(missing_ok=True)
 
     def resolved(p: Any) -> str | None:
@@ -109,6 +112,10 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
 
         z = run.encode(images, stack.trans, stack.ctf)
         _atomic_npy(z, out / "z.npy")
-        w = posterior_weights(run, images, stack.rot, stack.trans, stack.ctf, z=z)["weights"]
-        _atomic_npy(w, out / "weights.npy")
+        post = posterior_weights(run, images, stack.rot, stack.trans, stack.ctf, z=z)
+        _atomic_npy(post["weights"], out / "weights.npy")
+        info = {k: post[k] for k in ("band_shell", "band_resolution", "noise_floor", "band_candidates", "band_scores")}
+        tmp = out / ".weights.json.tmp"
+        tmp.write_text(json.dumps({"prior": "moment", **info}, indent=1))
+        os.replace(tmp, out / "weights.json")
     return run

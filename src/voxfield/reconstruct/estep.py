@@ -17,6 +17,16 @@ from __future__ import annotations
 import torch
 
 
+def design(A: torch.Tensor, C: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear model of a batch, real and imaginary parts stacked (float64): ``M [B, 2P, K]``
+    (the CTF-multiplied slice columns of the ``K`` heterogeneous volumes) and ``r [B, 2P]``
+    (the data less the CTF-multiplied bias slice). Arguments as in :func:`batch_posterior`."""
+    Ac = torch.complex(A[:, :, 0, :], A[:, :, 1, :]) * C[:, :, None]  # [B, P, K1]
+    M = torch.cat([Ac[..., :-1].real, Ac[..., :-1].imag], dim=1).double()
+    rc = y - Ac[..., -1]
+    return M, torch.cat([rc.real, rc.imag], dim=1).double()
+
+
 def batch_posterior(A: torch.Tensor, C: torch.Tensor, y: torch.Tensor, precision: torch.Tensor,
                     prior_prec: torch.Tensor, prior_mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means ``ŝ [B, K]`` and Cholesky factors ``L [B, K, K]`` of the precisions ``Λ = L Lᵀ``.
@@ -25,10 +35,7 @@ def batch_posterior(A: torch.Tensor, C: torch.Tensor, y: torch.Tensor, precision
     (complex data), ``precision [P]`` or ``[B, P]`` (per real component), ``prior_prec [K, K]``,
     ``prior_mean [K]`` or ``[B, K]``. Computed in float64.
     """
-    Ac = torch.complex(A[:, :, 0, :], A[:, :, 1, :]) * C[:, :, None]  # [B, P, K1]
-    M = torch.cat([Ac[..., :-1].real, Ac[..., :-1].imag], dim=1).double()  # [B, 2P, K]
-    rc = y - Ac[..., -1]
-    r = torch.cat([rc.real, rc.imag], dim=1).double()  # [B, 2P]
+    M, r = design(A, C, y)
     pi = precision.double()
     pi = torch.cat([pi, pi], dim=-1)
     Mw = M * (pi[..., :, None] if pi.dim() == 2 else pi[None, :, None])
