@@ -51,7 +51,7 @@ import torch
 
 from voxfield.errors import DataError, OptionError
 
-from .estep import batch_posterior, design, shell_sums
+from .estep import design, shell_sums
 from .fourier import slice_basis_columns, slice_coords
 from .run import Run
 from .train import BatchPrep, enc_box
@@ -125,6 +125,135 @@ def choose_band(fits: list[MomentFit], tolerance: float = BAND_TOLERANCE) -> int
     return int(np.nonzero(scores >= (1.0 - tolerance) * best)[0].max())
 
 
+def solve_weights(G: np.ndarray, b: np.ndarray, prior_mean: np.ndarray, prior_cov: np.ndarray,
+                  floor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and standard deviations ``[n, K]`` from per-image normal equations
+    ``G [n, K, K]``, ``b [n, K]``, the prior ``N(prior_mean, prior_cov)`` and the noise floor
+    (the likelihood is divided by it)."""
+    P = np.linalg.inv(np.asarray(prior_cov, dtype=np.float64))
+    lam = np.asarray(G, dtype=np.float64) / floor + P
+    rhs = np.asarray(b, dtype=np.float64) / floor + np.asarray(prior_mean, dtype=np.float64) @ P
+    L = np.linalg.cholesky(lam)
+    mean = np.linalg.solve(lam, rhs[..., None])[..., 0]
+    Linv = np.linalg.inv(L)
+    std = np.sqrt((Linv**2).sum(1))  # diag(Λ⁻¹) = column sums of L⁻¹ squared
+    return mean, std
+
+
+class _Readout:
+    """One run's per-batch data, slice columns and per-shell noise levels (module docstring),
+    shared by the calibration and the readout passes."""
+
+    @torch.no_grad()
+    def __init__(self, run: Run, images: Any, rot: np.ndarray, trans: np.ndarray | None, ctf: np.ndarray | None,
+                 z: np.ndarray | None, batch: int) -> None:
+        if run.zdim == 0 or run.model.K == 0:
+            raise DataError("this run is homogeneous (zdim 0): it has no basis weights")
+        self.N = int(images.shape[0])
+        if rot.shape[0] != self.N:
+            raise DataError(f"{rot.shape[0]} poses for {self.N} images")
+        self.run, self.images, self.rot, self.trans, self.ctf, self.bs = run, images, rot, trans, ctf, int(batch)
+        self.dev, self.K = run.device, run.model.K
+        self.prep = prep = BatchPrep(run.D, run.apix, self.dev, run.cfg.mask_radius, enc_box(run.D, run.cfg))
+        self.n_shell = int(prep.shell.max()) + 1
+        self.sig_p = torch.as_tensor(run.sigma, dtype=torch.float32, device=self.dev)[prep.shell]
+        self.tb = run.model.tables(self.dev)
+        self.W = run.model.basis.detach()
+        if z is None:
+            z = run.encode(images, trans, ctf)
+        self.zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.dev)
+        # noise level: residual of the encoder's reconstruction on a sample of images
+        self.rng = np.random.default_rng(0)
+        sample = np.sort(self.rng.choice(self.N, size=min(self.N, 512), replace=False))
+        res2 = torch.zeros(self.n_shell, dtype=torch.float64, device=self.dev)
+        cnt = torch.zeros(self.n_shell, dtype=torch.float64, device=self.dev)
+        shell_px = 2 * torch.bincount(prep.shell, minlength=self.n_shell).double()  # real components per image
+        for i in range(0, len(sample), self.bs):
+            j = sample[i : i + self.bs]
+            y, C, r = self.batch(j)
+            X = run.model.slices(self.zt[j], r, prep.kxy, False)
+            d = y - C * torch.complex(X[..., 0], X[..., 1])
+            res2 += shell_sums(d.real**2 + d.imag**2, prep.shell, self.n_shell)
+            cnt += len(j) * shell_px
+        self.noise = float(res2.sum() / cnt.sum().clamp_min(1))
+        self.noise_shell = torch.where(cnt > 0, res2 / cnt.clamp_min(1), torch.full_like(res2, self.noise)).clamp_min(1e-30)
+        self.pix_prec = (1.0 / self.noise_shell[prep.shell]).float()
+
+    def batch(self, j: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised data ``y``, CTF ``C`` and rotations of the images ``j``."""
+        tr = None if self.trans is None else self.trans[j]
+        y, C, _ = self.prep(self.images[j], tr, None if self.ctf is None else self.ctf[j], self.run.scale)
+        return y / self.sig_p, C, torch.as_tensor(np.asarray(self.rot[j], dtype=np.float32), device=self.dev)
+
+    def columns(self, r: torch.Tensor) -> torch.Tensor:
+        """Slice columns ``[B, P, 2, K + 1]`` of the basis at rotations ``r``."""
+        rows, wts, sgn = self.tb.neighbours(slice_coords(self.prep.kxy, r))
+        return slice_basis_columns(self.W, rows, wts, sgn)
+
+    def calibration(self) -> np.ndarray:
+        """The images that calibrate (all, or a seeded sample of :data:`CALIBRATION_IMAGES`)."""
+        if self.N <= CALIBRATION_IMAGES:
+            return np.arange(self.N)
+        return np.sort(self.rng.choice(self.N, CALIBRATION_IMAGES, replace=False))
+
+    @torch.no_grad()
+    def normal_equations(self, idx: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image ``G = MᵀΠM [len(cuts), n, K, K]`` and ``b = MᵀΠr [len(cuts), n, K]`` (float32)
+        over the pixels up to each shell cutoff in ``cuts`` (ascending) for the images ``idx``."""
+        shell, K = self.prep.shell, self.K
+        order = torch.argsort(shell, stable=True)
+        order = order[shell[order] <= cuts[-1]]
+        bounds = torch.searchsorted(shell[order], torch.as_tensor(cuts, device=self.dev), right=True).tolist()
+        w = self.pix_prec[order].double()
+        w2 = torch.cat([w, w])[None, :, None]
+        Gs = np.zeros((len(cuts), len(idx), K, K), dtype=np.float32)
+        bs = np.zeros((len(cuts), len(idx), K), dtype=np.float32)
+        for i in range(0, len(idx), self.bs):
+            j = idx[i : i + self.bs]
+            y, C, r = self.batch(j)
+            M, rr = design(self.columns(r)[:, order], C[:, order], y[:, order])
+            Mw, half = M * w2, M.shape[1] // 2
+            G = torch.zeros(len(j), K, K, dtype=torch.float64, device=self.dev)
+            bb = torch.zeros(len(j), K, dtype=torch.float64, device=self.dev)
+            lo = 0
+            for c, hi in enumerate(bounds):
+                for off in (0, half):
+                    part = slice(off + lo, off + hi)
+                    G += Mw[:, part].transpose(1, 2) @ M[:, part]
+                    bb += (Mw[:, part].transpose(1, 2) @ rr[:, part, None])[..., 0]
+                Gs[c, i : i + len(j)] = G.cpu().numpy()
+                bs[c, i : i + len(j)] = bb.cpu().numpy()
+                lo = hi
+        return Gs, bs
+
+
+def _cuts(band: int | str | None, max_shell: int, K: int) -> list[int]:
+    if band is None:
+        return [max_shell]
+    if isinstance(band, str):
+        if band != "auto":
+            raise OptionError(f"band must be 'auto', a shell number or None, got {band!r}")
+        return band_candidates(max_shell) if K >= MIN_K_FLOOR else [max_shell]
+    if int(band) < 1:
+        raise OptionError(f"band must be a shell >= 1, got {band}")
+    return [min(int(band), max_shell)]
+
+
+def band_scan(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray | None, ctf: np.ndarray | None,
+              z: np.ndarray | None = None, *, cuts: list[int] | None = None, batch: int = 128) -> dict[str, Any]:
+    """For diagnostics: every image's weights read out on each candidate band (default
+    :func:`band_candidates`) with that band's moment prior and floor. Returns ``{"cuts",
+    "fits"`` (:class:`MomentFit` per cut), ``"choice"`` (the index ``band="auto"`` picks),
+    ``"weights" [len(cuts), N, K]}``. Holds ``N · len(cuts) · K²`` floats: meant for a few
+    thousand images."""
+    ro = _Readout(run, images, rot, trans, ctf, z, batch)
+    cuts = sorted(set(cuts)) if cuts else band_candidates(ro.n_shell - 1)
+    Gs, bs = ro.normal_equations(np.arange(ro.N), cuts)
+    fits = [moment_prior(Gs[c], bs[c], measure_floor=ro.K >= MIN_K_FLOOR) for c in range(len(cuts))]
+    weights = np.stack([solve_weights(Gs[c], bs[c], f.mean, f.cov, f.floor)[0] for c, f in enumerate(fits)])
+    return {"cuts": cuts, "fits": fits, "choice": choose_band(fits), "weights": weights}
+
+
 @torch.no_grad()
 def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray | None, ctf: np.ndarray | None,
                       z: np.ndarray | None = None, *, batch: int = 128,
@@ -143,124 +272,54 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
     "band_resolution" (Å), "noise_floor" (f; 1 when not measured), "band_candidates",
     "band_scores" (lists; empty unless ``band="auto"``)}``.
     """
-    if run.zdim == 0 or run.model.K == 0:
-        raise DataError("this run is homogeneous (zdim 0): it has no basis weights")
-    N = int(images.shape[0])
-    if rot.shape[0] != N:
-        raise DataError(f"{rot.shape[0]} poses for {N} images")
     if prior is None:
         prior = "moment"
     if isinstance(prior, str) and prior not in PRIORS:
         raise OptionError(f"unknown prior {prior!r}: use {' or '.join(PRIORS)}, or give (mean, cov)")
-    dev = run.device
-    model = run.model
-    K = model.K
-    prep = BatchPrep(run.D, run.apix, dev, run.cfg.mask_radius, enc_box(run.D, run.cfg))
-    n_shell = int(prep.shell.max()) + 1
-    max_shell = n_shell - 1
-    if band is None:
-        cuts = [max_shell]
-    elif isinstance(band, str):
-        if band != "auto":
-            raise OptionError(f"band must be 'auto', a shell number or None, got {band!r}")
-        cuts = band_candidates(max_shell) if K >= MIN_K_FLOOR else [max_shell]
-    else:
-        if int(band) < 1:
-            raise OptionError(f"band must be a shell >= 1, got {band}")
-        cuts = [min(int(band), max_shell)]
-    if z is None:
-        z = run.encode(images, trans, ctf)
-    zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=dev)
-    sig_p = torch.as_tensor(run.sigma, dtype=torch.float32, device=dev)[prep.shell]
-    tb = model.tables(dev)
-    W = model.basis.detach()
-
-    def batch_data(j: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y, C, _ = prep(images[j], None if trans is None else trans[j], None if ctf is None else ctf[j], run.scale)
-        return y / sig_p, C, torch.as_tensor(np.asarray(rot[j], dtype=np.float32), device=dev)
-
-    # noise level: residual of the encoder's reconstruction on a sample of images
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(N, size=min(N, 512), replace=False))
-    res2 = torch.zeros(n_shell, dtype=torch.float64, device=dev)
-    cnt = torch.zeros(n_shell, dtype=torch.float64, device=dev)
-    shell_px = 2 * torch.bincount(prep.shell, minlength=n_shell).double()  # real components per image
-    for i in range(0, len(sample), batch):
-        j = sample[i : i + batch]
-        y, C, r = batch_data(j)
-        X = model.slices(zt[j], r, prep.kxy, False)
-        d = y - C * torch.complex(X[..., 0], X[..., 1])
-        res2 += shell_sums(d.real**2 + d.imag**2, prep.shell, n_shell)
-        cnt += len(j) * shell_px
-    noise = float(res2.sum() / cnt.sum().clamp_min(1))
-    noise_shell = torch.where(cnt > 0, res2 / cnt.clamp_min(1), torch.full_like(res2, noise)).clamp_min(1e-30)
-    pix_prec = (1.0 / noise_shell[prep.shell]).float()
-
-    def columns(r: torch.Tensor) -> torch.Tensor:
-        rows, wts, sgn = tb.neighbours(slice_coords(prep.kxy, r))
-        return slice_basis_columns(W, rows, wts, sgn)  # [B, P, 2, K + 1]
-
-    # calibration: per-image normal equations of each candidate band, on a sample of images
+    if run.zdim > 0 and run.model.K > 0:
+        _cuts(band, 1, run.model.K)  # option errors before any work
+    ro = _Readout(run, images, rot, trans, ctf, z, batch)
+    K = ro.K
+    cuts = _cuts(band, ro.n_shell - 1, K)
     fits: list[MomentFit] = []
-    if prior == "moment" or len(cuts) > 1:
-        cal = np.arange(N) if N <= CALIBRATION_IMAGES else np.sort(rng.choice(N, CALIBRATION_IMAGES, replace=False))
-        order = torch.argsort(prep.shell, stable=True)
-        order = order[prep.shell[order] <= cuts[-1]]
-        bounds = torch.searchsorted(prep.shell[order], torch.as_tensor(cuts, device=dev), right=True).tolist()
-        Gs = np.zeros((len(cuts), len(cal), K, K), dtype=np.float32)
-        bs = np.zeros((len(cuts), len(cal), K), dtype=np.float32)
-        for i in range(0, len(cal), batch):
-            j = cal[i : i + batch]
-            y, C, r = batch_data(j)
-            M, rr = design(columns(r)[:, order], C[:, order], y[:, order])
-            half = M.shape[1] // 2
-            w = pix_prec[order].double()
-            Mw = M * torch.cat([w, w])[None, :, None]
-            G = torch.zeros(len(j), K, K, dtype=torch.float64, device=dev)
-            bb = torch.zeros(len(j), K, dtype=torch.float64, device=dev)
-            lo = 0
-            for c, hi in enumerate(bounds):
-                for off in (0, half):
-                    part = slice(off + lo, off + hi)
-                    G += Mw[:, part].transpose(1, 2) @ M[:, part]
-                    bb += (Mw[:, part].transpose(1, 2) @ rr[:, part, None])[..., 0]
-                Gs[c, i : i + len(j)] = G.cpu().numpy()
-                bs[c, i : i + len(j)] = bb.cpu().numpy()
-                lo = hi
+    cal = np.zeros(0, dtype=np.int64)
+    if prior == "moment" or len(cuts) > 1:  # calibration: the moment fit of each candidate band
+        cal = ro.calibration()
+        Gs, bs = ro.normal_equations(cal, cuts)
         fits = [moment_prior(Gs[c], bs[c], measure_floor=K >= MIN_K_FLOOR) for c in range(len(cuts))]
-        del Gs, bs
     pick = choose_band(fits) if len(cuts) > 1 else 0
     cut = cuts[pick]
     floor = fits[pick].floor if fits else 1.0
     if isinstance(prior, tuple):
-        mu = torch.as_tensor(np.asarray(prior[0], dtype=np.float64).reshape(K), device=dev)
-        cov = torch.as_tensor(np.asarray(prior[1], dtype=np.float64).reshape(K, K), device=dev)
-        if not (torch.isfinite(mu).all() and torch.isfinite(cov).all()):
+        mu = np.asarray(prior[0], dtype=np.float64).reshape(K)
+        cov = np.asarray(prior[1], dtype=np.float64).reshape(K, K)
+        if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
             raise DataError("posterior_weights: prior has NaN or infinite values")
     elif prior == "encoder":
-        s_enc = model.weights(zt).double()  # [N, K]
+        s_enc = run.model.weights(ro.zt).double().cpu().numpy()  # [N, K]
         mu = s_enc.mean(0)
-        cov = torch.cov(s_enc.T).reshape(K, K) * float(prior_scale)
+        cov = np.cov(s_enc.T).reshape(K, K) * float(prior_scale)
     else:
-        mu = torch.as_tensor(fits[pick].mean, device=dev)
-        cov = torch.as_tensor(fits[pick].cov, device=dev)
-    cov = cov + torch.eye(K, dtype=cov.dtype, device=dev) * (1e-6 * float(torch.trace(cov)) / K + 1e-12)
-    prec0 = torch.linalg.inv(cov)
-    sel = torch.nonzero(prep.shell <= cut)[:, 0]
-    prec_sel = pix_prec[sel] / floor
-    out = np.zeros((N, K), dtype=np.float32)
-    std = np.zeros((N, K), dtype=np.float32)
-    for i in range(0, N, batch):
-        j = np.arange(i, min(N, i + batch))
-        y, C, r = batch_data(j)
-        s_hat, L = batch_posterior(columns(r)[:, sel], C[:, sel], y[:, sel], prec_sel, prec0, mu)
-        out[j] = s_hat.float().cpu().numpy()
-        std[j] = torch.linalg.diagonal(torch.cholesky_inverse(L)).clamp_min(0).sqrt().float().cpu().numpy()
+        mu, cov = fits[pick].mean, fits[pick].cov
+    cov = cov + np.eye(K) * (1e-6 * float(np.trace(cov)) / K + 1e-12)
+    out = np.zeros((ro.N, K), dtype=np.float32)
+    std = np.zeros((ro.N, K), dtype=np.float32)
+    if len(cal):  # the calibration images are already summed on every band
+        out[cal], std[cal] = solve_weights(Gs[pick], bs[pick], mu, cov, floor)
+        del Gs, bs
         if progress:
-            progress(int(j[-1]) + 1, N)
-    return {"weights": out, "std": std, "prior_mean": mu.float().cpu().numpy(),
-            "prior_cov": cov.float().cpu().numpy(), "noise_var": np.asarray(noise),
-            "noise_var_shell": noise_shell.float().cpu().numpy(), "band_shell": int(cut),
+            progress(len(cal), ro.N)
+    rest = np.setdiff1d(np.arange(ro.N), cal)
+    chunk = max(batch, 16 * batch)
+    for i in range(0, len(rest), chunk):
+        j = rest[i : i + chunk]
+        G, b = ro.normal_equations(j, [cut])
+        out[j], std[j] = solve_weights(G[0], b[0], mu, cov, floor)
+        if progress:
+            progress(len(cal) + i + len(j), ro.N)
+    return {"weights": out, "std": std, "prior_mean": mu.astype(np.float32),
+            "prior_cov": cov.astype(np.float32), "noise_var": np.asarray(ro.noise),
+            "noise_var_shell": ro.noise_shell.float().cpu().numpy(), "band_shell": int(cut),
             "band_resolution": float(run.D * run.apix / max(cut, 1)), "noise_floor": float(floor),
             "band_candidates": cuts if len(cuts) > 1 else [],
             "band_scores": [f.score for f in fits] if len(cuts) > 1 else []}
