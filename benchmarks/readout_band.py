@@ -12,14 +12,16 @@ same simulation that training never used:
   ``band="auto"`` maximises;
 * the latent recovery of the weights read out on each band (|Spearman| of PC1 against the true
   angle for ``hinge*`` sets, ARI of k-means against the true states otherwise), on the
-  training images, next to the readout before this change (every shell, the encoder's prior).
+  training images, next to the readout before this change (every shell, the encoder's prior);
+* with ground truth (``--data``), latent and AU-FSC of the four readouts: encoder or moment
+  prior, all shells or the ``auto`` band (the default is moment + auto).
 
 On unseen images the floor stays near 1 at every cutoff; on the training images it climbs with
 the cutoff: the basis has fitted part of each training image's noise, and that imprint sits
 mostly at high frequency. Writes ``results.json``, ``results.md``, ``floor.png`` and
 ``latent.png`` to ``--out``::
 
-    python benchmarks/readout_band.py --work /tmp/cbw --unseen /tmp/cryobench \\
+    python benchmarks/readout_band.py --work /tmp/cbw --data /tmp/cryobench \\
         --datasets hinge_snr0.01,assembly_snr0.01,hinge_snr0.1,assembly_snr0.1
 """
 
@@ -45,7 +47,7 @@ def latent_score(ds: str, w: np.ndarray, lab: Any, sl: slice) -> float:
     return float(latent_ari(w, lab["state"][sl], seed=0)["ari"])
 
 
-def scan(ds: str, run_dir: Path, data: Path, lab: Any, sl: slice) -> dict[str, Any]:
+def scan(ds: str, run_dir: Path, data: Path, lab: Any, sl: slice, gt: list[Path] | None = None) -> dict[str, Any]:
     from voxfield.reconstruct.api import load_stack
     from voxfield.reconstruct.posterior import band_scan, posterior_weights
     from voxfield.reconstruct.run import load_run
@@ -66,6 +68,19 @@ def scan(ds: str, run_dir: Path, data: Path, lab: Any, sl: slice) -> dict[str, A
            "latent": [latent_score(ds, w, lab, sl) for w in sc["weights"]], "scan_s": time.perf_counter() - t0}
     old = posterior_weights(run, images, rot, tr, ctf, z=z, prior="encoder", band=None)["weights"]
     out["latent_full_band_encoder_prior"] = latent_score(ds, old, lab, sl)
+    if gt is not None:  # the four readouts (prior x band) on the training images: latent and AU-FSC
+        from voxfield.reconstruct.evaluate import per_image_fsc, select_images
+
+        state = lab["state"][sl]
+        idx = select_images(len(state), 100)
+        out["variants"] = []
+        for prior, band in (("encoder", None), ("moment", None), ("encoder", "auto"), ("moment", "auto")):
+            p = posterior_weights(run, images, rot, tr, ctf, z=z, prior=prior, band=band)
+            w = p["weights"]
+            f = per_image_fsc(lambda i, w=w: run.volume_from_weights(w[i]), idx, gt, state, run.apix)
+            out["variants"].append({"prior": prior, "band": "all shells" if band is None else "auto",
+                                    "band_shell": p["band_shell"], "latent": latent_score(ds, w, lab, sl),
+                                    "au_fsc": f["au_fsc_mean"], "au_fsc_std": f["au_fsc_std"]})
     return out
 
 
@@ -99,6 +114,12 @@ def report(res: dict[str, Any], out: Path) -> None:
             lines.append(f"| {c}{mark} | {tr['resolution_A'][i]:.1f} | {tr['floor'][i]:.2f} | {fu} | "
                          f"{tr['score'][i]:.1f} | {tr['latent'][i]:.4f} |")
         lines.append("")
+        if tr.get("variants"):
+            lines += ["| prior | band | latent | AU-FSC |", "|---|---|---|---|"]
+            for v in tr["variants"]:
+                band = v["band"] if v["band"] != "auto" else f"auto (shell {v['band_shell']})"
+                lines.append(f"| {v['prior']} | {band} | {v['latent']:.4f} | {v['au_fsc']:.4f} ± {v['au_fsc_std']:.4f} |")
+            lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
     for ax, ds in zip(axes[0], names):
@@ -127,9 +148,9 @@ def report(res: dict[str, Any], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True, help="run_cryobench.py's WORK folder (runs and training data)")
-    ap.add_argument("--unseen", type=Path, default=None,
-                    help="folder of the full simulations (cryobench_data.py --out): images after the training ones "
-                         "are the unseen ones")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="folder of the full simulations (cryobench_data.py --out): ground-truth volumes, and the "
+                         "images after the training ones are the unseen ones")
     ap.add_argument("--datasets", required=True)
     ap.add_argument("--n-unseen", type=int, default=5000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "readout_band")
@@ -142,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.work / ds / "voxfield" / "run"
         n = int(json.loads((data / "meta.json").read_text())["n_images"])
         print(f"== {ds}: training images", flush=True)
-        r = {"train": scan(ds, run_dir, data, np.load(data / "labels.npz"), slice(0, n))}
-        if args.unseen is not None and (args.unseen / ds).is_dir():
-            full = args.unseen / ds
+        full = None if args.data is None else args.data / ds
+        gt = None
+        if full is not None and (full / "gt").is_dir():
+            meta = json.loads((full / "meta.json").read_text())
+            gt = [full / "gt" / f"state_{s:03d}.mrc" for s in range(int(meta["n_states"]))]
+        r = {"train": scan(ds, run_dir, data, np.load(data / "labels.npz"), slice(0, n), gt)}
+        n_full = int(json.loads((full / "meta.json").read_text())["n_images"]) if full is not None else 0
+        if n_full >= n + 100:
             print(f"== {ds}: unseen images", flush=True)
-            r["unseen"] = scan(ds, run_dir, full, np.load(full / "labels.npz"), slice(n, n + args.n_unseen))
+            r["unseen"] = scan(ds, run_dir, full, np.load(full / "labels.npz"), slice(n, min(n_full, n + args.n_unseen)))
         res["datasets"][ds] = r
         (args.out / "results.json").write_text(json.dumps(res, indent=1))
     report(res, args.out)

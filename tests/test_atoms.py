@@ -131,10 +131,11 @@ def test_gzipped_pdb_and_same_as_mmcif(tmp_path):
     "name, data",
     [
         ("garbage.pdb", bytes(range(256)) * 8),
-        ("truncated.pdb.gz", gzip.compress(CHARMM_PDB.encode())[:20]),
+        ("truncated.pdb.gz", gzip.compress(CHARMM_PDB.encode(), mtime=0)[:20]),
         ("broken.cif", b"data_x\nloop_\n_atom_site.id\n_atom_site.type_symbol\n'unterminated\n"),
         ("empty.pdb", b""),
     ],
+    ids=["garbage", "truncated-gz", "broken-cif", "empty"],  # fixed ids: parallel workers must collect the same
 )
 def test_corrupt_file_is_format_error(tmp_path, name, data):
     p = tmp_path / name

@@ -17,11 +17,12 @@ encoder's reconstruction in that shell.
 **The imprint, and the readout band.** The basis was fitted to these very images, so it carries
 a little of each image's noise: an image's own weights fit its noise better than the noise level
 predicts. The imprint adds up coherently over an image's pixels and is largest where the basis
-holds least signal, at high frequency. Measured on held-out images of the CryoBench-style sets,
-the least-squares weights of training images vary about six times more than predicted along
-directions without signal, against about 1.0–1.1 times on images the basis never saw; restricting
-the readout to shells up to ~1/3 of Nyquist brings it back to 1.1–1.4 while keeping most of the
-signal. So the readout uses the pixels up to a shell cutoff (``band``), chosen from the data:
+holds least signal, at high frequency. On the four CryoBench-style sets (5,000 images, 5 epochs;
+``benchmarks/results/readout_band/``), the least-squares weights of the training images vary
+5.8–6.5 times more than predicted along directions without signal when every shell is used,
+against 1.05–1.07 times on 5,000 images of the same simulations that training never saw; up to
+shell 10–12 of 32 the training images' factor is 1.3–1.5 while most of the signal is kept. So
+the readout uses the pixels up to a shell cutoff (``band``), chosen from the data:
 
 * for each candidate cutoff (:func:`band_candidates`) the least-squares weights ``S`` of a
   calibration sample are whitened by their predicted noise covariance ``P̄`` (mean of
