@@ -131,6 +131,7 @@ def report(res: dict[str, Any], out: Path) -> None:
         ax.axvline(r["train"]["choice"], color="k", ls=":", lw=0.8, label="auto band")
         ax.set(title=ds, xlabel="readout cutoff (Fourier shell)", ylabel="noise floor (1 = as predicted)")
         ax.legend(fontsize=7)
+    fig.tight_layout()
     save_png(fig, out / "floor.png")
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
     for ax, ds in zip(axes[0], names):
@@ -142,6 +143,7 @@ def report(res: dict[str, Any], out: Path) -> None:
         ax.set(title=ds, xlabel="readout cutoff (Fourier shell)",
                ylabel="|Spearman| PC1" if ds.startswith("hinge") else "ARI (k-means)")
         ax.legend(fontsize=7)
+    fig.tight_layout()
     save_png(fig, out / "latent.png")
 
 
@@ -154,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", required=True)
     ap.add_argument("--n-unseen", type=int, default=5000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "readout_band")
+    ap.add_argument("--report-only", action="store_true", help="redraw the report from --out's results.json")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        report(json.loads((args.out / "results.json").read_text()), args.out)
+        return 0
     res: dict[str, Any] = {"command": "python benchmarks/readout_band.py " + " ".join(argv or sys.argv[1:]),
                            "datasets": {}}
     for ds in args.datasets.split(","):
