@@ -65,6 +65,29 @@ def test_train_writes_run_and_latents(run: Path) -> None:
 
 
 @needs_adk
+def test_train_records_the_readout_and_rerunning_a_finished_run_redoes_only_the_readout(
+        run: Path, sim: Path, tmp_path: Path) -> None:
+    import shutil
+
+    info = json.loads((run / "weights.json").read_text())
+    # 3 basis volumes: too few to measure the noise floor, so "auto" reads every shell (16 at 32 px)
+    assert info["readout_band"] == "auto" and info["band_shell"] == 16 and info["noise_floor"] == 1.0
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    log_before = (copy / "log.jsonl").read_text()
+    args = ("reconstruct", "train", sim / "particles.star", "-o", copy, "--zdim", "2", "--basis", "3", "--epochs", "2",
+            "--batch", "40", "--device", "cpu")
+    proc = run_cli(*args, "--readout-band", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert (copy / "log.jsonl").read_text() == log_before  # no training step
+    info4 = json.loads((copy / "weights.json").read_text())
+    assert info4["readout_band"] == 4 and info4["band_shell"] == 4
+    assert not np.allclose(np.load(copy / "weights.npy"), np.load(run / "weights.npy"))
+    proc = run_cli(*args, "--readout-band", "wide")
+    assert_error(proc, "--readout-band")
+
+
+@needs_adk
 def test_train_prints_plain_progress_lines_when_not_on_a_terminal(run: Path) -> None:
     # a batch job's log (stderr not a terminal) gets plain lines: the first update and the end
     # (160 images in batches of 40 for 2 epochs: 8 steps)

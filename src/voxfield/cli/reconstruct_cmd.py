@@ -103,6 +103,11 @@ def train(
     basis_fit: Annotated[str, typer.Option(help="How the basis volumes are fitted: encoder (through the "
                                                 "encoder's latent, the paper's VAE) or posterior (through "
                                                 "each image's closed-form weights: stochastic EM, default).")] = "posterior",
+    readout_band: Annotated[str, typer.Option(help="Fourier shells the basis weights (OUTPUT/weights.npy) are "
+                                                   "read out from: auto (chosen from the data; best latent), all "
+                                                   "(every shell; sharper per-particle volumes at low SNR), or a "
+                                                   "shell number. Rerun on a finished run to redo only the "
+                                                   "readout.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUTPUT/checkpoint.pt.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -110,6 +115,12 @@ def train(
     """Train the structural-basis VAE (checkpoint every epoch, resumable); writes OUTPUT/z.npy."""
     from voxfield.reconstruct.api import reconstruct
 
+    band: int | str | None = {"auto": "auto", "all": None}.get(readout_band.strip().lower(), readout_band)
+    if isinstance(band, str) and band != "auto":
+        try:
+            band = int(band)
+        except ValueError:
+            raise OptionError(f"--readout-band must be auto, all or a shell number, got {readout_band!r}") from None
     t0 = time.perf_counter()
     with _bar("train") as update:
         def prog(ep: int, n_ep: int, b: int, n_b: int, tot: dict[str, float]) -> None:
@@ -119,7 +130,8 @@ def train(
                           resume=resume, progress=prog, on_note=lambda text: console.err.print(text),
                           zdim=zdim, K=basis, epochs=epochs, batch=batch, lr=lr, basis_lr=basis_lr, beta=beta,
                           weighting=weighting, sparse=sparse, invert=invert, seed=seed, mask=mask,
-                          focus_mask="" if focus_mask is None else str(focus_mask), basis_fit=basis_fit)
+                          focus_mask="" if focus_mask is None else str(focus_mask), basis_fit=basis_fit,
+                          readout_band=band)
     msg = f"run: {output} ({run.epoch} epochs, {time.perf_counter() - t0:.1f} s)"
     if zdim > 0:
         msg += f"; latents: {output / 'z.npy'} {np.load(output / 'z.npy').shape}"

@@ -46,14 +46,17 @@ def load_stack(particles: str | os.PathLike[str], *, datadir: Any = None, poses:
 def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str], *, datadir: Any = None,
                 poses: Any = None, ctf: Any = None, apix: float | None = None, device: str = "auto",
                 resume: bool = True, progress: Callable[..., None] | None = None,
-                on_note: Callable[[str], None] | None = None, **config: Any) -> Any:
+                on_note: Callable[[str], None] | None = None, readout_band: int | str | None = "auto",
+                **config: Any) -> Any:
     """Train the structural-basis VAE on a particle stack (RELION ``.star``, cryoSPARC
     ``.cs``, or ``.mrcs`` with cryoDRGN ``poses``/``ctf`` pickles) into the run folder
     ``output`` (checkpoint every epoch; ``resume`` continues one), then, when the latent
     dimension is > 0, encode every particle to ``output/z.npy`` and write its closed-form
     basis weights (:func:`voxfield.reconstruct.posterior.posterior_weights`, ``[N, K]``) to
-    ``output/weights.npy``: the latent ``analyze`` uses by default (``output/weights.json``
-    records the readout band and noise floor it was read out with). ``**config``: fields of
+    ``output/weights.npy``: the latent ``analyze`` uses by default, read out on the Fourier
+    band ``readout_band`` (``"auto"``: chosen from the data; ``None``: every shell; or a shell
+    number; ``output/weights.json`` records the band and noise floor). Resuming a finished run
+    only redoes the encoding and this readout. ``**config``: fields of
     :class:`voxfield.reconstruct.train.TrainConfig` (``zdim``, ``K``, ``epochs``, ``batch``,
     ``lr``, ``basis_lr``, ``beta``, ``weighting``, ``sparse``, ``invert``, ``seed``, ``mask``:
     ``"auto"``/``"sphere"``/``"none"``/MRC path, ``focus_mask``: MRC path or ``""``; see
@@ -78,6 +81,8 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
             if not Path(v).is_file():
                 raise OptionError(f"--{name.replace('_', '-')} {v}: no such file")
             config[name] = str(Path(v).resolve())
+    if not (readout_band is None or readout_band == "auto" or (isinstance(readout_band, int) and readout_band >= 1)):
+        raise OptionError(f"--readout-band must be auto, all or a shell >= 1, got {readout_band!r}")
     cfg = TrainConfig(**config)
     for name in ("lr", "basis_lr"):
         v = getattr(cfg, name)
@@ -112,10 +117,10 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
 
         z = run.encode(images, stack.trans, stack.ctf)
         _atomic_npy(z, out / "z.npy")
-        post = posterior_weights(run, images, stack.rot, stack.trans, stack.ctf, z=z)
+        post = posterior_weights(run, images, stack.rot, stack.trans, stack.ctf, z=z, band=readout_band)
         _atomic_npy(post["weights"], out / "weights.npy")
         info = {k: post[k] for k in ("band_shell", "band_resolution", "noise_floor", "band_candidates", "band_scores")}
         tmp = out / ".weights.json.tmp"
-        tmp.write_text(json.dumps({"prior": "moment", **info}, indent=1))
+        tmp.write_text(json.dumps({"prior": "moment", "readout_band": readout_band, **info}, indent=1))
         os.replace(tmp, out / "weights.json")
     return run
