@@ -81,8 +81,9 @@ def reconstruct(particles: str | os.PathLike[str], output: str | os.PathLike[str
             if not Path(v).is_file():
                 raise OptionError(f"--{name.replace('_', '-')} {v}: no such file")
             config[name] = str(Path(v).resolve())
-    if not (readout_band is None or readout_band == "auto" or (isinstance(readout_band, int) and readout_band >= 1)):
-        raise OptionError(f"--readout-band must be auto, all or a shell >= 1, got {readout_band!r}")
+    from voxfield.reconstruct.posterior import check_band
+
+    readout_band = check_band(readout_band)  # before any training
     cfg = TrainConfig(**config)
     for name in ("lr", "basis_lr"):
         v = getattr(cfg, name)

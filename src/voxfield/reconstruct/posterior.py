@@ -228,15 +228,22 @@ class _Readout:
         return Gs, bs
 
 
+def check_band(band: Any) -> int | str | None:
+    """A readout band as :func:`posterior_weights` takes it (``"auto"``, ``None`` or a shell
+    ``>= 1``), normalised; an :class:`~voxfield.errors.OptionError` for anything else."""
+    if band is None or band == "auto":
+        return band
+    if isinstance(band, (int, np.integer)) and not isinstance(band, bool) and int(band) >= 1:
+        return int(band)
+    raise OptionError(f"readout band must be 'auto', None (every shell) or a shell number >= 1, got {band!r}")
+
+
 def _cuts(band: int | str | None, max_shell: int, K: int) -> list[int]:
+    """The candidate cutoffs of a checked ``band`` (:func:`check_band`)."""
     if band is None:
         return [max_shell]
-    if isinstance(band, str):
-        if band != "auto":
-            raise OptionError(f"band must be 'auto', a shell number or None, got {band!r}")
+    if band == "auto":
         return band_candidates(max_shell) if K >= MIN_K_FLOOR else [max_shell]
-    if int(band) < 1:
-        raise OptionError(f"band must be a shell >= 1, got {band}")
     return [min(int(band), max_shell)]
 
 
@@ -277,8 +284,7 @@ def posterior_weights(run: Run, images: Any, rot: np.ndarray, trans: np.ndarray 
         prior = "moment"
     if isinstance(prior, str) and prior not in PRIORS:
         raise OptionError(f"unknown prior {prior!r}: use {' or '.join(PRIORS)}, or give (mean, cov)")
-    if run.zdim > 0 and run.model.K > 0:
-        _cuts(band, 1, run.model.K)  # option errors before any work
+    band = check_band(band)
     ro = _Readout(run, images, rot, trans, ctf, z, batch)
     K = ro.K
     cuts = _cuts(band, ro.n_shell - 1, K)
